@@ -1,0 +1,1 @@
+"""The beat schedule as data; task names are strings, so nothing here imports app code."""

@@ -1,0 +1,1 @@
+"""Celery task bodies: thin wrappers that call ``web.services`` functions with ids."""

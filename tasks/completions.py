@@ -1,0 +1,32 @@
+"""completions.process: validate one completion and move its lot."""
+import logging
+import random
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
+
+from web.extensions import db
+from web.services import processing
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="completions.process", bind=True, soft_time_limit=20, time_limit=30,
+             max_retries=5)
+def process(self, completion_id: int):
+    """Decide a received completion; redeliveries and duplicates are no-ops."""
+    try:
+        return processing.process_completion(completion_id)
+    except OperationalError as exc:
+        # Database unreachable, deadlock or serialisation failure: transient, retry with jitter.
+        db.session.rollback()
+        countdown = min(2 ** self.request.retries, 30) + random.uniform(0, 1)
+        raise self.retry(exc=exc, countdown=countdown)
+    except SoftTimeLimitExceeded:
+        processing.mark_failed(completion_id, "processing exceeded its time limit")
+        raise
+    except Exception as exc:
+        log.exception("completion %s cannot be processed", completion_id)
+        processing.mark_failed(completion_id, f"{type(exc).__name__}: {exc}")
+        return "failed"

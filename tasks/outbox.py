@@ -1,0 +1,21 @@
+"""outbox.sweep: the periodic backstop of the relay (beat, every few seconds)."""
+from celery import current_app, shared_task
+from flask import current_app as flask_app
+
+from web.services.outbox import relay_batch
+from workers.broker import make_publisher, queue_depth
+
+
+@shared_task(name="outbox.sweep", soft_time_limit=50, time_limit=60)
+def sweep(max_batches: int = 20):
+    """Publish outbox messages the relay has not (re)published; returns counts."""
+    publish = make_publisher(current_app)
+    totals = {"published": 0, "republished": 0, "deferred": 0, "dead": 0}
+    for _ in range(max_batches):
+        stats = relay_batch(publish, lambda q: queue_depth(current_app, q),
+                            redispatch_after=flask_app.config["OUTBOX_REDISPATCH_SECONDS"])
+        for k in totals:
+            totals[k] += getattr(stats, k)
+        if stats.errors or stats.published + stats.republished + stats.deferred + stats.dead == 0:
+            break
+    return totals

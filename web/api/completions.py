@@ -1,0 +1,47 @@
+"""Process completions: the station's POST (hot path) and the status read."""
+from flask import Blueprint, request
+
+from ..auth import require
+from ..errors import BadRequest, Conflict, NotFound, field_error
+from ..openapi import spec
+from ..services import completions as svc
+from . import actor
+from .schemas import CompletionIn, CompletionOut, CompletionReceipt
+
+bp = Blueprint("completions", __name__, url_prefix="/api/v1/completions")
+
+
+@bp.post("")
+@require("operator")
+@spec(body=CompletionIn, responses={202: CompletionReceipt}, tags=["completions"])
+def create(body: CompletionIn):
+    """Record a process completion; a worker validates it (Idempotency-Key header required)."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        raise BadRequest("the Idempotency-Key header is required", errors=[
+            {"field": "header.Idempotency-Key", "message": "missing"}])
+    if len(key) > 255:
+        raise field_error("header.Idempotency-Key", "at most 255 characters", BadRequest)
+    try:
+        receipt = svc.submit(body.model_dump(exclude_none=True), key, actor())
+    except svc.InFlight as exc:
+        raise Conflict(str(exc), headers={"Retry-After": "1"}) from None
+    except svc.KeyReused as exc:
+        raise field_error("header.Idempotency-Key", str(exc)) from None
+    except svc.UnknownReference as exc:
+        raise field_error(exc.field, str(exc)) from None
+    headers = {"Location": f"/api/v1/completions/{receipt.id}"}
+    if receipt.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return {"id": receipt.id, "status": "received"}, 202, headers
+
+
+@bp.get("/<int:completion_id>")
+@require("operator")
+@spec(responses={200: CompletionOut}, tags=["completions"])
+def show(completion_id: int):
+    """A completion's status, reasons and judged measurements."""
+    try:
+        return svc.completion_dict(svc.get_completion(completion_id))
+    except svc.CompletionNotFound:
+        raise NotFound(f"unknown completion {completion_id}") from None

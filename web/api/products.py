@@ -1,0 +1,56 @@
+"""Products and their routing revisions."""
+from flask import Blueprint
+
+from ..auth import require
+from ..errors import Conflict, NotFound
+from ..openapi import spec
+from ..services import products as svc
+from . import actor
+from .schemas import PageQuery, ProductIn, ProductOut, ProductPage, RoutingIn
+
+bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
+
+
+@bp.post("")
+@require("admin")
+@spec(body=ProductIn, responses={201: ProductOut}, tags=["products"])
+def create(body: ProductIn):
+    """Create a product with routing revision 1."""
+    data = body.model_dump()
+    try:
+        product = svc.create_product(body.code, body.name, data["routing"], actor())
+    except svc.ProductExists as exc:
+        raise Conflict(str(exc)) from None
+    return svc.product_dict(svc.get_product(product.code)), 201
+
+
+@bp.post("/<code>/routing")
+@require("admin")
+@spec(body=RoutingIn, responses={201: ProductOut}, tags=["products"])
+def revise(code: str, body: RoutingIn):
+    """Add a new routing revision; existing lots keep theirs."""
+    try:
+        svc.add_revision(code, body.model_dump()["routing"], actor())
+    except svc.ProductNotFound:
+        raise NotFound(f"unknown product {code!r}") from None
+    return svc.product_dict(svc.get_product(code)), 201
+
+
+@bp.get("")
+@require("operator")
+@spec(query=PageQuery, responses={200: ProductPage}, tags=["products"])
+def index(query: PageQuery):
+    """List products with their current routing."""
+    rows, nxt = svc.list_products(query.cursor, query.limit)
+    return {"items": [svc.product_dict(p) for p in rows], "next_cursor": nxt}
+
+
+@bp.get("/<code>")
+@require("operator")
+@spec(responses={200: ProductOut}, tags=["products"])
+def show(code: str):
+    """One product with its current routing."""
+    try:
+        return svc.product_dict(svc.get_product(code))
+    except svc.ProductNotFound:
+        raise NotFound(f"unknown product {code!r}") from None

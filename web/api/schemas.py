@@ -1,0 +1,308 @@
+"""Request and response schemas; they validate requests and generate the OpenAPI document."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
+                      field_validator, model_validator)
+
+from ..models import LOT_STATUSES
+
+Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$",
+                            description="an identifier: letters, digits, _ . -")]
+LotNo = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Serial = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors: a typo must not silently drop data."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TokenRequest(Strict):
+    """Credentials for a bearer token."""
+
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class TokenResponse(BaseModel):
+    """A bearer token and its lifetime in seconds."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class MeasurementSpec(Strict):
+    """One measured value of a step, with its limits."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+    unit: Annotated[str, Field(max_length=16)] = ""
+    min: Number | None = None
+    max: Number | None = None
+    required: StrictBool = True
+
+    @model_validator(mode="after")
+    def _limits(self):
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class StepIn(Strict):
+    """One routing step."""
+
+    step: Code
+    name: Name
+    measurements: Annotated[list[MeasurementSpec], Field(max_length=50)] = []
+    requires_firmware: StrictBool = False
+    label_template: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")] | None = None
+
+    @field_validator("measurements")
+    @classmethod
+    def _unique_names(cls, v):
+        names = [m.name for m in v]
+        if len(names) != len(set(names)):
+            raise ValueError("measurement names must be unique within a step")
+        return v
+
+
+Routing = Annotated[list[StepIn], Field(min_length=1, max_length=50)]
+
+
+def _unique_steps(v: list[StepIn]) -> list[StepIn]:
+    codes = [s.step for s in v]
+    if len(codes) != len(set(codes)):
+        raise ValueError("step codes must be unique within a routing")
+    return v
+
+
+class ProductIn(Strict):
+    """A new product with its first routing revision."""
+
+    code: Code
+    name: Name
+    routing: Routing
+
+    @field_validator("routing")
+    @classmethod
+    def _steps(cls, v):
+        return _unique_steps(v)
+
+
+class RoutingIn(Strict):
+    """A new routing revision."""
+
+    routing: Routing
+
+    @field_validator("routing")
+    @classmethod
+    def _steps(cls, v):
+        return _unique_steps(v)
+
+
+class StepOut(BaseModel):
+    """A routing step as stored."""
+
+    step: str
+    name: str
+    seq: int
+    measurements: list[dict]
+    requires_firmware: bool
+    label_template: str | None
+
+
+class ProductOut(BaseModel):
+    """A product with its current routing revision."""
+
+    code: str
+    name: str
+    revision: int
+    routing: list[StepOut]
+    revisions: list[int]
+
+
+class ProductPage(BaseModel):
+    """A page of products."""
+
+    items: list[ProductOut]
+    next_cursor: str | None
+
+
+PRINTER_SCHEMES = ("tcp://", "sim://", "file://", "station://")
+
+
+class StationIn(Strict):
+    """A station PC to register."""
+
+    code: Code
+    name: Name
+    steps: Annotated[list[Code], Field(max_length=20)] = []
+    printer_uri: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("printer_uri")
+    @classmethod
+    def _scheme(cls, v):
+        if v is not None and not v.startswith(PRINTER_SCHEMES):
+            raise ValueError(f"printer_uri must start with one of {', '.join(PRINTER_SCHEMES)}")
+        return v
+
+
+class StationOut(BaseModel):
+    """A station as stored."""
+
+    code: str
+    name: str
+    steps: list[str]
+    printer_uri: str | None
+    active: bool
+    last_heartbeat_at: str | None
+
+
+class StationPage(BaseModel):
+    """A page of stations."""
+
+    items: list[StationOut]
+    next_cursor: str | None
+
+
+class HeartbeatIn(Strict):
+    """What a station reports with its heartbeat (all optional)."""
+
+    app_version: Annotated[str, Field(max_length=64)] | None = None
+    queued: Annotated[int, Field(ge=0)] | None = None
+    printer_status: Annotated[str, Field(max_length=200)] | None = None
+
+
+class LotIn(Strict):
+    """A new lot."""
+
+    product: Code
+    quantity: Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+    lot_no: LotNo | None = None
+    serials: Annotated[list[Serial], Field(max_length=100_000)] | None = None
+
+    @model_validator(mode="after")
+    def _serials(self):
+        if self.serials is not None:
+            if len(self.serials) != self.quantity:
+                raise ValueError("serials must list exactly `quantity` unit serials")
+            if len(set(self.serials)) != len(self.serials):
+                raise ValueError("serials must be unique")
+        return self
+
+
+class LotOut(BaseModel):
+    """A lot."""
+
+    lot_no: str
+    product: str
+    quantity: int
+    qty_good: int
+    step_passed: int
+    status: str
+    current_step: str | None
+    routing_revision: int
+    hold_reason: str | None
+    created_at: str
+
+
+class LotQuery(Strict):
+    """Filters and paging for the lot list."""
+
+    status: Literal[LOT_STATUSES] | None = None  # type: ignore[valid-type]
+    product: Code | None = None
+    step: Code | None = None
+    cursor: Annotated[str, Field(max_length=200)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class LotPage(BaseModel):
+    """A page of lots."""
+
+    items: list[LotOut]
+    next_cursor: str | None
+
+
+class PageQuery(Strict):
+    """Paging for list endpoints."""
+
+    cursor: Annotated[str, Field(max_length=200)] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class ReasonIn(Strict):
+    """Why a supervisor changes a lot's state."""
+
+    reason: Reason
+
+
+class CompletionIn(Strict):
+    """A process completion (공정 완공) reported by a station."""
+
+    lot_no: LotNo
+    step: Code
+    station: Code
+    measurements: Annotated[dict[Annotated[str, Field(max_length=64)], Number],
+                            Field(max_length=100)] = {}
+    unit_serial: Serial | None = None
+    firmware_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    firmware_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    qty_good: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
+    qty_scrap: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
+
+
+class CompletionReceipt(BaseModel):
+    """The completion was stored and will be validated by a worker."""
+
+    id: int
+    status: str
+
+
+class CompletionOut(BaseModel):
+    """A completion with its decision."""
+
+    id: int
+    status: Literal["received", "accepted", "rejected", "failed"]
+    reasons: list[dict]
+    lot_no: str
+    step: str
+    station: str
+    operator: str
+    unit_serial: str | None
+    measurements: dict
+    results: list[dict] | None
+    firmware_version: str | None
+    firmware_sha256: str | None
+    qty_good: int | None
+    qty_scrap: int | None
+    error: str | None
+    received_at: str
+    processed_at: str | None
+
+
+class LotDetail(LotOut):
+    """A lot with its unit serials and completions."""
+
+    serials: list[str]
+    completions: list[CompletionOut]
+
+
+class DhrOut(BaseModel):
+    """The device history record of a lot."""
+
+    lot: dict
+    steps: list[dict]
+    audit: list[dict]
+    generated_at: str
+
+
+class DhrQuery(Strict):
+    """Output format of the device history record."""
+
+    format: Literal["json", "csv"] = "json"

@@ -1,0 +1,146 @@
+"""The ``neurohub`` command: up, relay, create-user, seed-demo (plus ``db`` from Flask-Migrate)."""
+from __future__ import annotations
+
+import getpass
+import logging
+import signal
+import sys
+import time
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+log = logging.getLogger("neurohub.cli")
+
+
+def _create_app():
+    from . import create_app
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False,
+             add_default_commands=False, load_dotenv=False)
+def main():
+    """NeuroHub MES: manufacturing execution for the device line."""
+
+
+@click.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "supervisor", "operator"]), required=True)
+@click.option("--password", help="read from stdin when absent")
+@with_appcontext
+def create_user_cmd(name, role, password):
+    """Create a user (the password is read from stdin when --password is absent)."""
+    from .services.audit import CLI
+    from .services.users import UserExists, create_user
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Repeat: ") != password:
+                raise click.ClickException("passwords differ")
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        user = create_user(name, password, role, CLI)
+    except (UserExists, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {role} {user.username!r} (id {user.id})")
+
+
+DEMO_ROUTING = [
+    {"step": "SMT", "name": "SMT assembly", "measurements": [], "requires_firmware": False,
+     "label_template": "lot"},
+    {"step": "FLASH", "name": "Firmware flashing", "measurements": [], "requires_firmware": True,
+     "label_template": None},
+    {"step": "FCT", "name": "Functional test", "requires_firmware": False, "label_template": "unit",
+     "measurements": [{"name": "voltage", "unit": "V", "min": 3.2, "max": 3.4, "required": True},
+                      {"name": "current_ma", "unit": "mA", "min": 30, "max": 50,
+                       "required": True}]},
+    {"step": "PACK", "name": "Packing", "measurements": [], "requires_firmware": False,
+     "label_template": "box"},
+]
+DEMO_STATIONS = [("ST-01", "SMT line 1", ["SMT"]), ("ST-02", "SMT line 2", ["SMT"]),
+                 ("ST-03", "Flashing 1", ["FLASH"]), ("ST-04", "Flashing 2", ["FLASH"]),
+                 ("ST-05", "Functional test 1", ["FCT"]), ("ST-06", "Functional test 2", ["FCT"]),
+                 ("ST-07", "Packing", ["PACK"])]
+DEMO_USERS = [("admin", "admin", "admin-demo-pw"), ("supervisor", "supervisor", "super-demo-pw"),
+              ("operator", "operator", "oper-demo-pw")]
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo_cmd():
+    """Create the demo product NH-100, stations ST-01..ST-07 and demo users (idempotent)."""
+    from .services import products, stations, users
+    from .services.audit import CLI
+    if current_app.config["NEUROHUB_ENV"] == "production":
+        raise click.ClickException("seed-demo creates users with known passwords; "
+                                   "not in production")
+    try:
+        products.create_product("NH-100", "NeuroHub sensor module", DEMO_ROUTING, CLI)
+        click.echo("product NH-100: SMT -> FLASH -> FCT -> PACK")
+    except products.ProductExists:
+        click.echo("product NH-100 exists")
+    for code, name, steps in DEMO_STATIONS:
+        try:
+            stations.create_station(code, name, steps, "sim://", CLI)
+        except stations.StationExists:
+            pass
+    click.echo("stations ST-01..ST-07")
+    for username, role, password in DEMO_USERS:
+        try:
+            users.create_user(username, password, role, CLI)
+            click.echo(f"user {username} / {password} ({role})")
+        except users.UserExists:
+            click.echo(f"user {username} exists")
+
+
+@click.command("relay")
+@click.option("--once", is_flag=True, help="one pass, then exit")
+@with_appcontext
+def relay_cmd(once):
+    """Publish committed outbox messages to the broker (runs until SIGTERM)."""
+    from workers.broker import make_publisher, queue_depth
+    from .extensions import db
+    from .services.outbox import relay_batch
+    celery_app = current_app.extensions["celery"]
+    publish = make_publisher(celery_app)
+    interval = current_app.config["OUTBOX_RELAY_INTERVAL"]
+    redispatch = current_app.config["OUTBOX_REDISPATCH_SECONDS"]
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    backoff = interval
+    log.info("outbox relay started (interval %.3fs, redispatch after %.0fs)", interval, redispatch)
+    while not stopping:
+        try:
+            stats = relay_batch(publish, lambda q: queue_depth(celery_app, q),
+                                redispatch_after=redispatch)
+            busy = stats.published + stats.republished + stats.dead
+            if stats.errors:
+                log.warning("relay: broker error: %s", stats.errors[0])
+                backoff = min(backoff * 2 or 0.1, 5.0)
+            else:
+                backoff = interval
+        except Exception as exc:  # database down: keep trying, nothing is lost
+            db.session.rollback()
+            log.warning("relay: %s: %s", type(exc).__name__, exc)
+            busy, backoff = 0, min(max(backoff, 0.1) * 2, 5.0)
+        finally:
+            db.session.remove()
+        if once:
+            break
+        if not busy or backoff > interval:
+            time.sleep(backoff)
+    log.info("outbox relay stopped")
+
+
+def register_commands(app: Flask) -> None:
+    """Add the product's commands to ``app.cli`` (and so to ``neurohub``)."""
+    from .supervisor import up_cmd
+    for cmd in (create_user_cmd, seed_demo_cmd, relay_cmd, up_cmd):
+        app.cli.add_command(cmd)
+
+
+if __name__ == "__main__":
+    main()

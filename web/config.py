@@ -1,0 +1,104 @@
+"""Configuration: code defaults + environment (12-factor), with the embedded default.
+
+With no environment at all the product runs on one PC: SQLite, kombu's SQLAlchemy transport on a
+SQLite file (a server-less Celery broker) and local storage, all under ``NEUROHUB_DATA_DIR``.
+``DATABASE_URL`` / ``REDIS_URL`` switch to PostgreSQL / Redis with no code change.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+DEV_SECRET_KEY = "dev-insecure-change-me"  # refused when NEUROHUB_ENV=production
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+def _bool(value: Any) -> bool:
+    """Read a boolean the way operators write it in .env files."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+# name -> (default, converter); a default of None means "derived below" or "unset".
+_ENV: dict[str, tuple[Any, Any]] = {
+    "NEUROHUB_ENV": ("development", str),
+    "NEUROHUB_DATA_DIR": ("./var", str),
+    "DATABASE_URL": (None, str),
+    "REDIS_URL": (None, str),
+    "CELERY_BROKER_URL": (None, str),
+    "SECRET_KEY": (DEV_SECRET_KEY, str),
+    "ACCESS_TOKEN_EXPIRE_MINUTES": (30, int),
+    "API_HOST": ("127.0.0.1", str),
+    "API_PORT": (8000, int),
+    "USE_S3": (False, _bool),
+    "S3_BUCKET": (None, str),
+    "AWS_REGION": (None, str),
+    "AWS_ENDPOINT_URL": (None, str),
+    "FIRMWARE_DIR": (None, str),
+    "BACKUP_DIR": (None, str),
+    "BACKUP_RETENTION_DAYS": (30, int),
+    "LOT_TIMEZONE": (None, str),
+    "LOGIN_RATE_LIMIT": ("10 per minute", str),
+    "MAX_CONTENT_LENGTH": (1024 * 1024, int),
+    "OUTBOX_REDISPATCH_SECONDS": (30, float),
+    "OUTBOX_RELAY_INTERVAL": (0.05, float),
+    "DB_POOL_SIZE": (10, int),
+    "FLOWER_BASIC_AUTH": (None, str),
+    "WEB_WORKERS": (2, int),
+    "WORKER_CONCURRENCY": (2, int),
+}
+
+
+def load_config(environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the configuration from code defaults, the environment and test overrides."""
+    env = os.environ if environ is None else environ
+    cfg: dict[str, Any] = {}
+    for name, (default, conv) in _ENV.items():
+        raw = env.get(name)
+        cfg[name] = conv(raw) if raw not in (None, "") else default
+    cfg.update(overrides or {})
+
+    data_dir = Path(cfg["NEUROHUB_DATA_DIR"]).expanduser().resolve()
+    cfg["NEUROHUB_DATA_DIR"] = str(data_dir)
+    cfg["DATABASE_URL"] = cfg["DATABASE_URL"] or f"sqlite:///{data_dir / 'neurohub.sqlite3'}"
+    # Heroku/Railway style URLs name the driver loosely; we always use psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if cfg["DATABASE_URL"].startswith(prefix):
+            cfg["DATABASE_URL"] = "postgresql+psycopg://" + cfg["DATABASE_URL"][len(prefix):]
+    cfg["CELERY_BROKER_URL"] = (cfg["CELERY_BROKER_URL"] or cfg["REDIS_URL"]
+                                or f"sqla+sqlite:///{data_dir / 'broker.sqlite3'}")
+    cfg["FIRMWARE_DIR"] = cfg["FIRMWARE_DIR"] or str(data_dir / "firmware")
+    cfg["BACKUP_DIR"] = cfg["BACKUP_DIR"] or str(data_dir / "backups")
+    cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URI") or cfg["REDIS_URL"] or "memory://"
+    cfg["SQLALCHEMY_DATABASE_URI"] = cfg["DATABASE_URL"]
+    cfg["EMBEDDED"] = cfg["DATABASE_URL"].startswith("sqlite")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    """Stop start-up when a production deployment is configured unsafely."""
+    if cfg["NEUROHUB_ENV"] != "production":
+        return
+    problems = []
+    if cfg["SECRET_KEY"] == DEV_SECRET_KEY or len(cfg["SECRET_KEY"]) < 32:
+        problems.append("SECRET_KEY must be set to a random value of at least 32 characters "
+                        "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+    if cfg["DATABASE_URL"].startswith("sqlite"):
+        problems.append("DATABASE_URL must point at PostgreSQL (postgresql+psycopg://...); "
+                        "SQLite is the single-PC embedded default only")
+    if not cfg.get("FLOWER_BASIC_AUTH"):
+        problems.append("FLOWER_BASIC_AUTH must be set (user:password) so Flower is not open")
+    if problems:
+        raise ConfigError("NEUROHUB_ENV=production refuses to start:\n  - " + "\n  - ".join(problems))
+
+
+def is_postgres(url: str) -> bool:
+    """True when the database URL names PostgreSQL."""
+    return url.startswith("postgresql")

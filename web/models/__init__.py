@@ -1,0 +1,15 @@
+"""The domain model, one module per aggregate."""
+from .audit import AuditEvent
+from .completion import COMPLETION_STATUSES, Completion
+from .lot import ACTIVE_STATUSES, LOT_STATUSES, Lot, LotSequence, LotUnit
+from .outbox import OutboxMessage
+from .product import Product, RoutingRevision, RoutingStep
+from .station import Station
+from .types import utcnow
+from .user import ROLE_RANK, ROLES, User
+
+__all__ = [
+    "AuditEvent", "COMPLETION_STATUSES", "Completion", "ACTIVE_STATUSES", "LOT_STATUSES", "Lot",
+    "LotSequence", "LotUnit", "OutboxMessage", "Product", "RoutingRevision", "RoutingStep",
+    "Station", "utcnow", "ROLE_RANK", "ROLES", "User",
+]

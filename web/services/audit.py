@@ -1,0 +1,30 @@
+"""Writing the append-only audit trail."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..extensions import db
+from ..models import AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting: a logged-in user, or the system (worker, beat, CLI)."""
+
+    id: int | None
+    name: str
+    request_id: str | None = None
+
+
+WORKER = Actor(None, "system:worker")
+CLI = Actor(None, "system:cli")
+
+
+def record(actor: Actor, action: str, entity_type: str, entity_id, *, before=None, after=None,
+           lot_id: int | None = None) -> AuditEvent:
+    """Add an audit event to the current transaction (committed with the change it describes)."""
+    event = AuditEvent(actor_id=actor.id, actor=actor.name, action=action,
+                       entity_type=entity_type, entity_id=str(entity_id), lot_id=lot_id,
+                       before=before, after=after, request_id=actor.request_id)
+    db.session.add(event)
+    return event

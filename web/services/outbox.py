@@ -1,0 +1,119 @@
+"""The transactional outbox: enqueue in the caller's transaction, relay to the broker after commit.
+
+PostgreSQL (not Redis) is the source of truth. A message stays in the table until the worker
+commits its effect and deletes it in that same transaction. The relay publishes due messages and
+pushes their next due time back with exponential backoff; a message that is still here after that
+(broker flushed, worker killed with the message reserved) is published again. Duplicates are
+harmless because task bodies are idempotent under row locks.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import delete, func, select, update
+
+from ..extensions import db
+from ..models import Completion, OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+COMPLETION_TASK = "completions.process"
+COMPLETION_QUEUE = "completions"
+MAX_BACKOFF_SECONDS = 600.0
+
+
+def enqueue(task: str, args: list, queue: str, dedup_key: str) -> OutboxMessage:
+    """Add a message to the current transaction; it is published only after commit."""
+    now = utcnow()
+    msg = OutboxMessage(task=task, args=args, queue=queue, dedup_key=dedup_key,
+                        created_at=now, available_at=now, attempts=0)
+    db.session.add(msg)
+    return msg
+
+
+def done(dedup_keys: list[str]) -> None:
+    """Delete messages whose effect is being committed in the current transaction."""
+    if dedup_keys:
+        db.session.execute(delete(OutboxMessage).where(OutboxMessage.dedup_key.in_(dedup_keys)))
+
+
+@dataclass
+class RelayStats:
+    """What one relay pass did."""
+
+    published: int = 0
+    republished: int = 0
+    deferred: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def task_id_for(msg: OutboxMessage) -> str:
+    """The Celery task id: stable per message, so a republish is recognisably the same task."""
+    return msg.dedup_key.replace(":", "-")
+
+
+def _dead_letter(msg: OutboxMessage, reason: str) -> None:
+    """A message that never got processed: record the failure on its subject and drop it."""
+    log.error("outbox message %s (%s %s) dead-lettered: %s", msg.id, msg.task, msg.args, reason)
+    if msg.task == COMPLETION_TASK:
+        db.session.execute(update(Completion).where(
+            Completion.id == msg.args[0], Completion.status == "received").values(
+            status="failed", error=reason, processed_at=utcnow()))
+    db.session.delete(msg)
+
+
+def relay_batch(publish: Callable[[str, list, str, str], None],
+                queue_depth: Callable[[str], int | None], *, batch: int = 500,
+                redispatch_after: float = 30.0, max_attempts: int = 10) -> RelayStats:
+    """Publish due outbox messages once; safe to run in several processes at the same time."""
+    stats = RelayStats()
+    session = db.session
+    now = utcnow()
+    stmt = (select(OutboxMessage).where(OutboxMessage.available_at <= now)
+            .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(batch))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)  # concurrent relays split the work
+    rows = list(session.scalars(stmt))
+    if not rows:
+        session.rollback()
+        return stats
+    depths: dict[str, int | None] = {}
+    for msg in rows:
+        if msg.dispatched_at is not None:
+            if msg.attempts >= max_attempts:
+                _dead_letter(msg, f"not processed after {msg.attempts} dispatches")
+                stats.dead += 1
+                continue
+            if msg.queue not in depths:
+                depths[msg.queue] = queue_depth(msg.queue)
+            overdue = (now - msg.dispatched_at).total_seconds() > 10 * redispatch_after
+            if depths[msg.queue] and not overdue:
+                # Workers still have a backlog: the message is most likely still queued.
+                msg.available_at = now + timedelta(seconds=redispatch_after)
+                stats.deferred += 1
+                continue
+        try:
+            publish(msg.task, list(msg.args), msg.queue, task_id_for(msg))
+        except Exception as exc:  # broker down: keep the rest for the next pass
+            stats.errors.append(f"{type(exc).__name__}: {exc}")
+            msg.last_error = str(exc)[:500]
+            break
+        if msg.dispatched_at is None:
+            stats.published += 1
+        else:
+            stats.republished += 1
+        msg.attempts += 1
+        msg.dispatched_at = now
+        delay = min(redispatch_after * 2 ** (msg.attempts - 1), MAX_BACKOFF_SECONDS)
+        msg.available_at = now + timedelta(seconds=delay)
+    session.commit()
+    return stats
+
+
+def pending_count() -> int:
+    """How many messages wait for their effect (for metrics and readiness detail)."""
+    return db.session.scalar(select(func.count()).select_from(OutboxMessage)) or 0

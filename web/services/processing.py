@@ -1,0 +1,210 @@
+"""Validating a received completion and moving its lot: the worker's half of the hot path.
+
+Every caller locks the lot row first, then processes all of that lot's still-`received`
+completions up to the requested one in arrival order, in one transaction. So completions of one
+lot are judged in the order they arrived even when two worker processes pick them up at once,
+and a redelivered or republished message finds its completion already decided and does nothing.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Completion, Lot, LotUnit, RoutingRevision, Station, utcnow
+from .audit import WORKER, record
+from .outbox import done
+
+log = logging.getLogger(__name__)
+
+
+def process_completion(completion_id: int) -> str | None:
+    """Decide the completion (and any earlier pending ones of its lot); returns its status."""
+    session = db.session
+    lot_id = session.scalar(select(Completion.lot_id).where(Completion.id == completion_id))
+    if lot_id is None:
+        session.rollback()
+        log.warning("completion %s does not exist; nothing to do", completion_id)
+        return None
+    lot = session.scalar(select(Lot).where(Lot.id == lot_id).with_for_update().options(
+        selectinload(Lot.revision).selectinload(RoutingRevision.steps)))
+    pending = list(session.scalars(
+        select(Completion).where(Completion.lot_id == lot_id, Completion.status == "received",
+                                 Completion.id <= completion_id)
+        .order_by(Completion.id).with_for_update()))
+    stations = {s.id: s for s in session.scalars(select(Station).where(
+        Station.id.in_({c.station_id for c in pending})))} if pending else {}
+    for c in pending:
+        _decide(c, lot, stations[c.station_id])
+    done([f"completion:{c.id}" for c in pending] + [f"completion:{completion_id}"])
+    status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
+    session.commit()
+    return status
+
+
+def _reason(code: str, detail: str) -> dict:
+    return {"code": code, "detail": detail}
+
+
+def judge_measurements(specs: list[dict], values: dict) -> tuple[list[dict], list[dict]]:
+    """Judge values against the step's specs; returns (results, reasons). The server decides."""
+    results, reasons = [], []
+    for spec in specs:
+        name, lo, hi = spec["name"], spec.get("min"), spec.get("max")
+        value = values.get(name)
+        if value is None:
+            if spec.get("required", True):
+                reasons.append(_reason("measurement_missing", f"{name} is required"))
+            results.append({"name": name, "value": None, "unit": spec.get("unit", ""),
+                            "min": lo, "max": hi, "pass": False if spec.get("required", True)
+                            else None})
+            continue
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and (lo is None or value >= lo)
+              and (hi is None or value <= hi))
+        if not ok:
+            reasons.append(_reason("out_of_spec", f"{name}={value} outside "
+                                   f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+                                   f" {spec.get('unit', '')}".rstrip()))
+        results.append({"name": name, "value": value, "unit": spec.get("unit", ""), "min": lo,
+                        "max": hi, "pass": ok})
+    known = {s["name"] for s in specs}
+    for name in sorted(set(values) - known):  # kept in the record, judged by no spec
+        results.append({"name": name, "value": values[name], "unit": None, "min": None,
+                        "max": None, "pass": None})
+    return results, reasons
+
+
+def check_firmware(step, c: Completion) -> list[dict]:
+    """Firmware rule for steps that flash devices.
+
+    No firmware can be released yet (the firmware registry arrives with the storage work), so a
+    flashing step can only be refused: accepting unverified firmware would be a real defect.
+    """
+    if not step.requires_firmware:
+        return []
+    if not c.firmware_version:
+        return [_reason("firmware_required", f"step {step.code} requires firmware_version")]
+    return [_reason("firmware_not_released",
+                    f"firmware {c.firmware_version!r} is not released for this product")]
+
+
+def _quantities(c: Completion, lot: Lot, reasons: list[dict]) -> tuple[int, int]:
+    remaining = lot.qty_good - lot.step_passed
+    if c.unit_serial:
+        good = 1 if c.qty_good is None else c.qty_good
+        scrap = 0 if c.qty_scrap is None else c.qty_scrap
+        if good + scrap != 1:
+            reasons.append(_reason("quantity_exceeds_lot",
+                                   "a unit completion counts exactly one unit"))
+    else:
+        scrap = c.qty_scrap or 0
+        good = remaining - scrap if c.qty_good is None else c.qty_good
+    if good < 0 or good + scrap == 0 or good + scrap > remaining:
+        reasons.append(_reason("quantity_exceeds_lot",
+                               f"good {good} + scrap {scrap} but {remaining} remain at this step"))
+    return good, scrap
+
+
+def _check_unit(c: Completion, lot: Lot, reasons: list[dict]) -> LotUnit | None:
+    if not c.unit_serial:
+        return None
+    unit = db.session.scalar(select(LotUnit).where(LotUnit.serial == c.unit_serial))
+    if unit is None or unit.lot_id != lot.id:
+        reasons.append(_reason("unknown_unit", f"unit {c.unit_serial!r} is not in this lot"))
+        return None
+    if unit.status != "ok":
+        reasons.append(_reason("unit_scrapped", f"unit {c.unit_serial!r} was scrapped"))
+    done_before = db.session.scalar(select(func.count()).select_from(Completion).where(
+        Completion.lot_id == lot.id, Completion.step == c.step, Completion.status == "accepted",
+        Completion.unit_serial == c.unit_serial))
+    if done_before:
+        reasons.append(_reason("unit_already_completed",
+                               f"unit {c.unit_serial!r} already passed {c.step}"))
+    return unit
+
+
+def _decide(c: Completion, lot: Lot, station: Station) -> None:
+    """Judge one completion and apply its effect to the locked lot."""
+    steps = {s.code: s for s in lot.revision.steps}
+    step = steps[c.step]
+    reasons: list[dict] = []
+    results, measurement_reasons = judge_measurements(step.measurements or [], c.measurements)
+    if lot.status not in ("created", "in_process"):
+        reasons.append(_reason("lot_not_active", f"lot is {lot.status}"))
+    elif c.step != lot.current_step:
+        reasons.append(_reason("wrong_step", f"lot is at {lot.current_step}, not {c.step}"))
+    if c.step not in (station.steps or []):
+        reasons.append(_reason("station_not_for_step",
+                               f"station {station.code} does not serve {c.step}"))
+    unit = _check_unit(c, lot, reasons)
+    reasons.extend(measurement_reasons)
+    reasons.extend(check_firmware(step, c))
+    good = scrap = 0
+    if not any(r["code"] in ("lot_not_active", "wrong_step") for r in reasons):
+        good, scrap = _quantities(c, lot, reasons)  # remaining counts only at the lot's step
+    c.results = results
+    c.processed_at = utcnow()
+    c.reasons = reasons
+    if reasons:
+        c.status = "rejected"
+        record(WORKER, "completion.rejected", "completion", c.id, lot_id=lot.id,
+               after={"reasons": [r["code"] for r in reasons]})
+        if any(r["code"] == "out_of_spec" for r in reasons) and lot.status in ("created",
+                                                                              "in_process"):
+            before = {"status": lot.status, "step": lot.current_step}
+            lot.status, lot.hold_reason = "on_hold", f"out_of_spec in completion {c.id}"
+            record(WORKER, "lot.hold", "lot", lot.lot_no, lot_id=lot.id, before=before,
+                   after={"status": "on_hold", "step": lot.current_step,
+                          "reason": lot.hold_reason})
+        return
+    c.status = "accepted"
+    record(WORKER, "completion.accepted", "completion", c.id, lot_id=lot.id,
+           after={"step": c.step, "qty_good": good, "qty_scrap": scrap})
+    _advance(lot, good, scrap, unit)
+
+
+def _advance(lot: Lot, good: int, scrap: int, unit: LotUnit | None) -> None:
+    """Count the completion into the lot; move to the next step when every unit has passed."""
+    before = {"status": lot.status, "step": lot.current_step, "qty_good": lot.qty_good}
+    lot.status = "in_process"
+    lot.qty_good -= scrap
+    lot.step_passed += good
+    if unit is not None and scrap:
+        unit.status = "scrapped"
+    if lot.qty_good == 0:
+        lot.status, lot.current_step = "scrapped", None
+        action = "lot.scrapped"
+    elif lot.step_passed >= lot.qty_good:
+        ordered = sorted(lot.revision.steps, key=lambda s: s.seq)
+        nxt = next((s for s in ordered if s.seq > lot.current_seq), None)
+        lot.step_passed = 0
+        if nxt is None:
+            lot.status, lot.current_seq, lot.current_step = "completed", None, None
+            action = "lot.completed"
+        else:
+            lot.current_seq, lot.current_step = nxt.seq, nxt.code
+            action = "lot.advanced"
+    else:
+        if before["status"] != lot.status:
+            record(WORKER, "lot.started", "lot", lot.lot_no, lot_id=lot.id, before=before,
+                   after={"status": lot.status, "step": lot.current_step})
+        return
+    record(WORKER, action, "lot", lot.lot_no, lot_id=lot.id, before=before,
+           after={"status": lot.status, "step": lot.current_step, "qty_good": lot.qty_good})
+
+
+def mark_failed(completion_id: int, error: str) -> None:
+    """Record a completion that cannot be processed (a poison message) instead of looping."""
+    session = db.session
+    session.rollback()
+    c = session.get(Completion, completion_id, with_for_update=True)
+    if c is not None and c.status == "received":
+        c.status, c.error, c.processed_at = "failed", error[:2000], utcnow()
+        record(WORKER, "completion.failed", "completion", c.id, lot_id=c.lot_id,
+               after={"error": error[:200]})
+        done([f"completion:{c.id}"])
+    session.commit()

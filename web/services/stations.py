@@ -1,0 +1,61 @@
+"""Station PCs: registration, listing, heartbeats."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Station, utcnow
+from .audit import Actor, record
+from .pagination import page
+
+
+class StationExists(ValueError):
+    """The station code is taken."""
+
+
+class StationNotFound(LookupError):
+    """No station has this code."""
+
+
+def create_station(code: str, name: str, steps: list[str], printer_uri: str | None,
+                   actor: Actor) -> Station:
+    """Register a station; audited."""
+    if db.session.scalar(select(Station.id).where(Station.code == code)) is not None:
+        raise StationExists(f"station {code!r} already exists")
+    station = Station(code=code, name=name, steps=list(steps), printer_uri=printer_uri)
+    db.session.add(station)
+    db.session.flush()
+    record(actor, "station.created", "station", code,
+           after={"name": name, "steps": steps, "printer_uri": printer_uri})
+    db.session.commit()
+    return station
+
+
+def get_station(code: str) -> Station:
+    """The station with this code."""
+    station = db.session.scalar(select(Station).where(Station.code == code))
+    if station is None:
+        raise StationNotFound(code)
+    return station
+
+
+def list_stations(cursor: str | None, limit: int):
+    """A page of stations, newest first."""
+    return page(db.session, select(Station), Station.id, cursor, limit)
+
+
+def heartbeat(code: str, info: dict) -> Station:
+    """Record that a station is alive (not audited: it is not a state change anyone made)."""
+    station = get_station(code)
+    station.last_heartbeat_at = utcnow()
+    station.last_heartbeat_info = info
+    db.session.commit()
+    return station
+
+
+def station_dict(station: Station) -> dict:
+    """A station as the API shows it."""
+    hb = station.last_heartbeat_at
+    return {"code": station.code, "name": station.name, "steps": station.steps,
+            "printer_uri": station.printer_uri, "active": station.active,
+            "last_heartbeat_at": hb.isoformat() if hb else None}

@@ -1,0 +1,139 @@
+"""``neurohub up``: migrate, then run web + workers + beat + relay as supervised child processes.
+
+Children get their own sessions so a terminal's Ctrl-C reaches only this supervisor, which then
+stops every child in order (SIGTERM, then SIGKILL after a grace period) and exits.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+GRACE_SECONDS = 15
+RESTART_DELAY = 2.0
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self, env: dict) -> None:
+        """Start (or restart) the process in its own session."""
+        self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        click.echo(f"  started {self.name} (pid {self.proc.pid})")
+
+
+def plan(cfg: dict, host: str, port: int, flower: bool) -> list[Child]:
+    """The processes of one installation, on whatever backends the config names."""
+    py = sys.executable
+    data = Path(cfg["NEUROHUB_DATA_DIR"])
+    celery = [py, "-m", "celery", "-A", "workers.main"]
+    children = [
+        Child("web", [py, "-m", "gunicorn", "-w", str(cfg["WEB_WORKERS"]), "-b", f"{host}:{port}",
+                      "--graceful-timeout", "10", "--access-logfile", "-", "web:create_app()"]),
+        Child("worker", celery + ["worker", "-Q", "completions,default", "-n", "fast@%h",
+                                  "-c", str(cfg["WORKER_CONCURRENCY"]), "-l", "INFO"]),
+        Child("worker-io", celery + ["worker", "-Q", "printing,io", "-n", "io@%h", "-c", "1",
+                                     "--prefetch-multiplier", "1", "-l", "INFO"]),
+        Child("beat", celery + ["beat", "-l", "INFO", "-s", str(data / "celerybeat-schedule")]),
+        Child("relay", [py, "-m", "web.cli", "relay"]),
+    ]
+    if flower:
+        children.append(Child("flower", celery + ["flower", "--address=127.0.0.1",
+                                                  "--port=5555"]))
+    return children
+
+
+def _stop(children: list[Child]) -> None:
+    for c in children:
+        if c.proc and c.proc.poll() is None:
+            c.proc.terminate()
+    deadline = time.monotonic() + GRACE_SECONDS
+    for c in children:
+        if not c.proc:
+            continue
+        try:
+            c.proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            click.echo(f"  {c.name} did not stop in {GRACE_SECONDS}s; killing it")
+            os.killpg(c.proc.pid, signal.SIGKILL)
+            c.proc.wait()
+        # Reap anything the child left behind in its session (e.g. prefork pool processes).
+        try:
+            os.killpg(c.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        click.echo(f"  stopped {c.name}")
+
+
+@click.command("up")
+@click.option("--host", default=None, help="address to serve on (API_HOST)")
+@click.option("--port", type=int, default=None, help="port to serve on (API_PORT)")
+@click.option("--flower", is_flag=True, help="also start Flower on 127.0.0.1:5555")
+@with_appcontext
+def up_cmd(host, port, flower):
+    """Apply migrations and run web, workers, beat and the outbox relay until Ctrl-C."""
+    from flask_migrate import upgrade
+    cfg = dict(current_app.config)
+    host, port = host or cfg["API_HOST"], port or cfg["API_PORT"]
+    click.echo(f"database: {_redact(cfg['DATABASE_URL'])}")
+    click.echo(f"broker:   {_redact(cfg['CELERY_BROKER_URL'])}")
+    upgrade()
+    click.echo("migrations applied")
+    env = dict(os.environ, NEUROHUB_DATA_DIR=cfg["NEUROHUB_DATA_DIR"])
+    children = plan(cfg, host, port, flower)
+    stopping: list[int] = []
+
+    def _on_signal(signum, _frame):
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    for c in children:
+        c.start(env)
+    base = f"http://{host}:{port}"
+    click.echo(f"NeuroHub MES is up: {base}/api/docs  (API {base}/api/v1, health {base}/readyz)")
+    if flower:
+        click.echo("Flower: http://127.0.0.1:5555")
+    click.echo("Press Ctrl-C to stop.")
+    while not stopping:
+        time.sleep(0.2)
+        for c in children:
+            if c.proc.poll() is None or stopping:
+                continue
+            now = time.monotonic()
+            c.restarts = [t for t in c.restarts if now - t < 60] + [now]
+            if len(c.restarts) > 5:
+                click.echo(f"  {c.name} keeps exiting (code {c.proc.returncode}); shutting down")
+                stopping.append(-1)
+                break
+            click.echo(f"  {c.name} exited with {c.proc.returncode}; restarting")
+            time.sleep(RESTART_DELAY)
+            c.start(env)
+    click.echo("stopping...")
+    _stop(children)
+    click.echo("all stopped")
+    if stopping and stopping[0] == -1:
+        raise SystemExit(1)
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a connection URL for printing."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}" if ":" in creds else url
+    return url

@@ -1,0 +1,1 @@
+"""The Celery side: app wiring (celery_app), settings (config), signals and the entry (main)."""

@@ -1,0 +1,64 @@
+"""Celery settings, queues and routes: data, in one place (DESIGN section 7)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from beat.schedule import build_schedule
+
+QUEUES = ("completions", "printing", "io", "default")
+
+# Task name prefix -> queue: printing and slow I/O never starve completions.
+ROUTES = {
+    "completions.*": {"queue": "completions"},
+    "labels.*": {"queue": "printing"},
+    "backups.*": {"queue": "io"},
+    "firmware.*": {"queue": "io"},
+    "storage.*": {"queue": "io"},
+}
+
+TASK_MODULES = ("tasks.completions", "tasks.outbox")
+
+# Longest task hard limit is well under this, so a healthy task is never redelivered mid-run.
+VISIBILITY_TIMEOUT = 3600
+
+
+def celery_settings(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict:
+    """All Celery settings for this deployment (broker from config, the rest fixed)."""
+    broker = cfg["CELERY_BROKER_URL"]
+    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    if broker.startswith(("redis://", "rediss://")):
+        transport.update(socket_timeout=5, socket_connect_timeout=5, retry_on_timeout=True,
+                         health_check_interval=25, unacked_restore_interval=5,
+                         unacked_restore_throttle=1)
+    elif broker.startswith("sqla+"):
+        transport.update(polling_interval=0.1)
+    return {
+        "broker_url": broker,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_pool_limit": 10,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # A child killed mid-task is retried a bounded number of times, then the task fails
+        # (and the outbox's dead-letter bound records it) instead of looping forever.
+        "task_retry_on_worker_lost": True,
+        "task_default_queue": "default",
+        "task_routes": ROUTES,
+        "task_soft_time_limit": 60,
+        "task_time_limit": 90,
+        "task_default_delivery_mode": "persistent",
+        "worker_prefetch_multiplier": 4,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "imports": TASK_MODULES,
+        "beat_schedule": build_schedule(environ),
+        "timezone": "UTC",
+    }
