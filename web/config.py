@@ -51,6 +51,8 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "FLOWER_BASIC_AUTH": (None, str),
     "WEB_WORKERS": (2, int),
     "WORKER_CONCURRENCY": (2, int),
+    # werkzeug's default (scrypt); tests may choose a cheaper method to keep the suite fast.
+    "PASSWORD_HASH_METHOD": ("scrypt", str),
 }
 
 

@@ -4,25 +4,31 @@ from __future__ import annotations
 from celery import Celery
 from kombu.exceptions import ChannelError
 
+RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+
 
 def make_publisher(celery_app: Celery):
-    """A publish(task, args, queue, task_id) function that reuses one producer connection."""
+    """A publish(task, args, queue, task_id) function for the outbox relay.
+
+    Messages go through the default exchange straight to the queue named by the routing key, so
+    delivery needs no exchange bindings in the broker: after a Redis flush or restart (bindings
+    gone, and kombu still caching them as declared) a republished message still lands in its queue.
+    """
 
     def publish(task: str, args: list, queue: str, task_id: str) -> None:
-        celery_app.send_task(task, args=args, queue=queue, task_id=task_id, retry=True,
-                             retry_policy={"max_retries": 2, "interval_start": 0.2,
-                                           "interval_step": 0.5, "interval_max": 1})
+        celery_app.send_task(task, args=args, task_id=task_id, exchange="", routing_key=queue,
+                             retry=True, retry_policy=RETRY_POLICY)
 
     return publish
 
 
 def queue_depth(celery_app: Celery, queue: str) -> int | None:
-    """Messages waiting in a queue (None when the broker cannot say)."""
-    try:
-        with celery_app.connection_for_read() as conn:
+    """Messages waiting in a queue (0 when the broker does not know the queue)."""
+    with celery_app.pool.acquire(block=True, timeout=5) as conn:
+        try:
             return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
-    except ChannelError:  # the queue does not exist yet: nothing is waiting in it
-        return 0
+        except ChannelError:  # unknown queue (never declared, or the broker lost it): empty
+            return 0
 
 
 def ping_broker(celery_app: Celery, timeout: float = 3.0) -> None:

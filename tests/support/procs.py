@@ -1,0 +1,101 @@
+"""Real subprocesses for pipeline tests: Celery workers, the outbox relay, gunicorn, `neurohub up`."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(**overrides) -> dict:
+    """Environment for a child process of the product (PYTHONPATH = repo root)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+class Proc:
+    """A child process in its own session, with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Proc":
+        """Start the process (again)."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def tree(self) -> list[psutil.Process]:
+        """The process and all its descendants."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once (the crash we test against)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL what is left."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def output(self) -> str:
+        """What the process logged (for failure messages)."""
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def celery_worker(env: dict, log_dir: Path, name: str = "worker", queues: str = "completions,default",
+                  concurrency: int = 2) -> Proc:
+    """A real Celery worker process on the given queues."""
+    return Proc(name, [sys.executable, "-m", "celery", "-A", "workers.main", "worker", "-Q", queues,
+                       "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "-l", "WARNING",
+                       "--without-gossip", "--without-mingle"], env, log_dir)
+
+
+def relay(env: dict, log_dir: Path) -> Proc:
+    """The outbox relay process."""
+    return Proc("relay", [sys.executable, "-m", "web.cli", "relay"], env, log_dir)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
+    """Poll until predicate() is truthy; fail with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
