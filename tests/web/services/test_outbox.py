@@ -1,0 +1,124 @@
+"""The outbox relay: publish once, back off, republish lost messages, dead-letter poison."""
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from web.models import Completion, OutboxMessage, utcnow
+from web.services import completions
+from web.services.audit import Actor
+from web.services.outbox import relay_batch
+
+
+class Recorder:
+    """Collects what the relay publishes (the broker side is covered by the pipeline tests)."""
+
+    def __init__(self, fail_after=None):
+        self.sent, self.fail_after = [], fail_after
+        self.lock = threading.Lock()
+
+    def __call__(self, task, args, queue, task_id):
+        with self.lock:
+            if self.fail_after is not None and len(self.sent) >= self.fail_after:
+                raise ConnectionError("broker down")
+            self.sent.append((task, tuple(args), queue, task_id))
+
+
+@pytest.fixture()
+def received(app, factory):
+    """Three received completions with their outbox rows."""
+    uid, name = factory.user("operator")
+    st = factory.station(steps=["SMT"])
+    lot = factory.lot(quantity=3)
+    with app.app_context():
+        return [completions.submit({"lot_no": lot, "step": "SMT", "station": st, "qty_good": 1},
+                                   uuid.uuid4().hex, Actor(uid, name)).id for _ in range(3)]
+
+
+def _age(db, seconds):
+    """Pretend every message was dispatched/created ``seconds`` ago and is due now."""
+    past = utcnow() - timedelta(seconds=seconds)
+    db.session.execute(update(OutboxMessage).values(available_at=past, dispatched_at=past))
+    db.session.commit()
+
+
+def test_new_messages_are_published_once_with_stable_task_ids(app, db, received):
+    rec = Recorder()
+    stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
+    assert stats.published == 3
+    assert [s[3] for s in rec.sent] == [f"completion-{i}" for i in received]
+    assert {s[:3] for s in rec.sent} == {("completions.process", (i,), "completions")
+                                         for i in received}
+    assert relay_batch(rec, lambda q: 0).published == 0  # not due again yet
+    assert len(rec.sent) == 3
+
+
+def test_lost_messages_are_republished_with_backoff(app, db, received):
+    rec = Recorder()
+    relay_batch(rec, lambda q: 0, redispatch_after=30)
+    _age(db, 31)
+    stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
+    assert stats.republished == 3 and len(rec.sent) == 6
+    msg = db.session.scalars(select(OutboxMessage)).first()
+    assert msg.attempts == 2
+    assert 55 < (msg.available_at - msg.dispatched_at).total_seconds() <= 60  # 30 s x 2
+
+
+def test_backlogged_queue_defers_republishing(app, db, received):
+    rec = Recorder()
+    relay_batch(rec, lambda q: 0, redispatch_after=30)
+    _age(db, 31)
+    stats = relay_batch(rec, lambda q: 500, redispatch_after=30)  # workers still busy
+    assert (stats.deferred, len(rec.sent)) == (3, 3)
+    _age(db, 301)  # ten times overdue: republish even though the queue is not empty
+    assert relay_batch(rec, lambda q: 500, redispatch_after=30).republished == 3
+
+
+def test_broker_failure_keeps_the_rest_for_later(app, db, received):
+    rec = Recorder(fail_after=1)
+    stats = relay_batch(rec, lambda q: 0)
+    assert stats.published == 1 and stats.errors
+    rec.fail_after = None
+    assert relay_batch(rec, lambda q: 0).published == 2
+    assert sorted(s[1][0] for s in rec.sent) == sorted(received)
+
+
+def test_poison_message_is_dead_lettered_and_its_completion_failed(app, db, received):
+    rec = Recorder()
+    relay_batch(rec, lambda q: 0, redispatch_after=1)
+    for _ in range(2):
+        _age(db, 1000)
+        relay_batch(rec, lambda q: 0, redispatch_after=1, max_attempts=3)
+    assert len(rec.sent) == 9  # three dispatches each
+    _age(db, 1000)
+    assert relay_batch(rec, lambda q: 0, redispatch_after=1, max_attempts=3).dead == 3
+    assert len(rec.sent) == 9
+    assert db.session.scalars(select(OutboxMessage)).all() == []
+    statuses = db.session.scalars(select(Completion.status)).all()
+    assert statuses == ["failed"] * 3
+
+
+def test_concurrent_relays_never_publish_a_message_twice(app, db, factory):
+    uid, name = factory.user("operator")
+    st = factory.station(steps=["SMT"])
+    lot = factory.lot(quantity=400)
+    with app.app_context():
+        for _ in range(400):
+            completions.submit({"lot_no": lot, "step": "SMT", "station": st, "qty_good": 1},
+                               uuid.uuid4().hex, Actor(uid, name))
+    rec = Recorder()
+
+    def relay():
+        with app.app_context():
+            for _ in range(20):
+                relay_batch(rec, lambda q: 0, batch=25, redispatch_after=60)
+
+    threads = [threading.Thread(target=relay) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [s[1][0] for s in rec.sent]
+    assert len(ids) == 400 and len(set(ids)) == 400
