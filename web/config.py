@@ -7,10 +7,13 @@ SQLite file (a server-less Celery broker) and local storage, all under ``NEUROHU
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-DEV_SECRET_KEY = "dev-insecure-change-me"  # refused when NEUROHUB_ENV=production
+SECRET_FILE = "secret_key"  # generated under the data dir when SECRET_KEY is not set
+MIN_SECRET_LENGTH = 32
 
 
 class ConfigError(RuntimeError):
@@ -31,7 +34,7 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "DATABASE_URL": (None, str),
     "REDIS_URL": (None, str),
     "CELERY_BROKER_URL": (None, str),
-    "SECRET_KEY": (DEV_SECRET_KEY, str),
+    "SECRET_KEY": (None, str),
     "ACCESS_TOKEN_EXPIRE_MINUTES": (30, int),
     "API_HOST": ("127.0.0.1", str),
     "API_PORT": (8000, int),
@@ -68,13 +71,15 @@ def load_config(environ: Mapping[str, str] | None = None,
 
     data_dir = Path(cfg["NEUROHUB_DATA_DIR"]).expanduser().resolve()
     cfg["NEUROHUB_DATA_DIR"] = str(data_dir)
+    if not cfg["SECRET_KEY"] and cfg["NEUROHUB_ENV"] != "production":
+        cfg["SECRET_KEY"] = _local_secret(data_dir)
     cfg["DATABASE_URL"] = cfg["DATABASE_URL"] or f"sqlite:///{data_dir / 'neurohub.sqlite3'}"
     # Heroku/Railway style URLs name the driver loosely; we always use psycopg 3.
     for prefix in ("postgres://", "postgresql://"):
         if cfg["DATABASE_URL"].startswith(prefix):
             cfg["DATABASE_URL"] = "postgresql+psycopg://" + cfg["DATABASE_URL"][len(prefix):]
     cfg["CELERY_BROKER_URL"] = (cfg["CELERY_BROKER_URL"] or cfg["REDIS_URL"]
-                                or f"sqla+sqlite:///{data_dir / 'broker.sqlite3'}")
+                                or f"nhsqla+sqlite:///{data_dir / 'broker.sqlite3'}")
     cfg["FIRMWARE_DIR"] = cfg["FIRMWARE_DIR"] or str(data_dir / "firmware")
     cfg["BACKUP_DIR"] = cfg["BACKUP_DIR"] or str(data_dir / "backups")
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URI") or cfg["REDIS_URL"] or "memory://"
@@ -84,12 +89,35 @@ def load_config(environ: Mapping[str, str] | None = None,
     return cfg
 
 
+def _local_secret(data_dir: Path) -> str:
+    """A random signing key kept in the data dir (0600), shared by every process of one install.
+
+    A constant development key would let anyone on the factory network forge admin tokens for
+    an embedded installation; a generated one is as safe as a configured one.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        # Written whole to a private temp file, then linked into place: processes starting at
+        # the same time either win the link or read the winner's complete key.
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".secret-")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Stop start-up when a production deployment is configured unsafely."""
     if cfg["NEUROHUB_ENV"] != "production":
         return
     problems = []
-    if cfg["SECRET_KEY"] == DEV_SECRET_KEY or len(cfg["SECRET_KEY"]) < 32:
+    if not cfg["SECRET_KEY"] or len(cfg["SECRET_KEY"]) < MIN_SECRET_LENGTH:
         problems.append("SECRET_KEY must be set to a random value of at least 32 characters "
                         "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
     if cfg["DATABASE_URL"].startswith("sqlite"):

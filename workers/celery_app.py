@@ -19,6 +19,8 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    from .sqla_transport import register
+    register()  # the embedded broker URL scheme, before any connection is made
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(celery_settings(app.config))
     celery_app.set_default()

@@ -30,7 +30,7 @@ def celery_settings(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = 
         transport.update(socket_timeout=5, socket_connect_timeout=5, retry_on_timeout=True,
                          health_check_interval=25, unacked_restore_interval=5,
                          unacked_restore_throttle=1)
-    elif broker.startswith("sqla+"):
+    elif broker.startswith(("sqla+", "nhsqla+")):
         transport.update(polling_interval=0.1)
     return {
         "broker_url": broker,

@@ -1,0 +1,82 @@
+"""Configuration: the embedded default, switching backends by environment, production refusals."""
+import stat
+
+import pytest
+
+from web.config import ConfigError, load_config
+
+
+def test_no_environment_means_the_embedded_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(environ={})
+    data = tmp_path / "var"
+    assert cfg["NEUROHUB_DATA_DIR"] == str(data)
+    assert cfg["DATABASE_URL"] == f"sqlite:///{data / 'neurohub.sqlite3'}"
+    assert cfg["CELERY_BROKER_URL"] == f"nhsqla+sqlite:///{data / 'broker.sqlite3'}"
+    assert (cfg["FIRMWARE_DIR"], cfg["BACKUP_DIR"]) == (str(data / "firmware"),
+                                                         str(data / "backups"))
+    assert cfg["EMBEDDED"] is True and cfg["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+def test_generated_secret_is_private_stable_and_strong(tmp_path):
+    env = {"NEUROHUB_DATA_DIR": str(tmp_path)}
+    first, second = load_config(environ=env), load_config(environ=env)
+    assert first["SECRET_KEY"] == second["SECRET_KEY"] and len(first["SECRET_KEY"]) >= 48
+    mode = stat.S_IMODE((tmp_path / "secret_key").stat().st_mode)
+    assert mode == 0o600
+    other = load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path / "other")})
+    assert other["SECRET_KEY"] != first["SECRET_KEY"]
+
+
+def test_database_and_redis_urls_switch_backends(tmp_path):
+    cfg = load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path),
+                               "DATABASE_URL": "postgres://u:p@db/mes",
+                               "REDIS_URL": "redis://cache:6379/0"})
+    assert cfg["DATABASE_URL"] == "postgresql+psycopg://u:p@db/mes"
+    assert cfg["CELERY_BROKER_URL"] == "redis://cache:6379/0"
+    assert cfg["RATELIMIT_STORAGE_URI"] == "redis://cache:6379/0"
+    assert cfg["EMBEDDED"] is False
+    cfg = load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path),
+                               "REDIS_URL": "redis://cache:6379/0",
+                               "CELERY_BROKER_URL": "amqp://guest@mq//"})
+    assert cfg["CELERY_BROKER_URL"] == "amqp://guest@mq//"
+
+
+def test_typed_values_from_the_environment(tmp_path):
+    cfg = load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path), "USE_S3": "true",
+                               "ACCESS_TOKEN_EXPIRE_MINUTES": "5", "API_PORT": "9000"})
+    assert (cfg["USE_S3"], cfg["ACCESS_TOKEN_EXPIRE_MINUTES"], cfg["API_PORT"]) == (True, 5, 9000)
+    with pytest.raises(ValueError):
+        load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path), "API_PORT": "eighty"})
+
+
+GOOD_PROD = {"NEUROHUB_ENV": "production", "SECRET_KEY": "x" * 40,
+             "DATABASE_URL": "postgresql+psycopg://mes@db/mes", "REDIS_URL": "redis://r/0",
+             "FLOWER_BASIC_AUTH": "ops:secret"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"SECRET_KEY": ""}, "SECRET_KEY"),
+    ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+    ({"DATABASE_URL": ""}, "SQLite"),
+    ({"FLOWER_BASIC_AUTH": ""}, "FLOWER_BASIC_AUTH"),
+])
+def test_production_refuses_unsafe_settings(tmp_path, change, message):
+    env = dict(GOOD_PROD, NEUROHUB_DATA_DIR=str(tmp_path), **change)
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ=env)
+    assert not (tmp_path / "secret_key").exists()  # production never invents a key
+
+
+def test_production_with_safe_settings_starts(tmp_path):
+    cfg = load_config(environ=dict(GOOD_PROD, NEUROHUB_DATA_DIR=str(tmp_path)))
+    assert cfg["NEUROHUB_ENV"] == "production" and cfg["EMBEDDED"] is False
+
+
+def test_create_app_refuses_production_sqlite(tmp_path, monkeypatch):
+    from web import create_app
+    monkeypatch.setenv("NEUROHUB_ENV", "production")
+    monkeypatch.setenv("NEUROHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="refuses to start"):
+        create_app()
