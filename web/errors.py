@@ -9,7 +9,7 @@ import logging
 
 from flask import Flask, Response, g, json, request
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,18 @@ def register_error_handlers(app: Flask) -> None:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return problem(exc.code or 500, exc.name, exc.description, headers=headers)
 
+    from .services.pagination import BadCursor
+
+    @app.errorhandler(BadCursor)
+    def _cursor(exc: BadCursor):
+        return problem(400, "Bad request", str(exc),
+                       errors=[{"field": "query.cursor", "message": str(exc)}])
+
     @app.errorhandler(DBAPIError)
     def _db(exc: DBAPIError):
+        if isinstance(exc, DataError):  # e.g. a NUL character, which PostgreSQL cannot store
+            return problem(400, "Bad request", "the request holds a value the database cannot "
+                           "store (e.g. a NUL character)")
         if _is_db_unreachable(exc):
             log.warning("database unavailable on %s %s: %s", request.method, request.path,
                         exc.orig)

@@ -53,7 +53,7 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
 
 def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
          responses: dict[int, type[BaseModel] | None] | None = None, tags: list[str] | None = None,
-         public: bool = False, optional_body: bool = False):
+         public: bool = False, optional_body: bool = False, headers: list[dict] | None = None):
     """Validate body/query with pydantic and record the route's schema for OpenAPI."""
 
     def deco(view):
@@ -67,7 +67,7 @@ def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None =
 
         wrapper.openapi = {"body": body, "query": query, "responses": responses or {200: None},
                            "tags": tags or [], "public": public,
-                           "optional_body": optional_body}
+                           "optional_body": optional_body, "headers": headers or []}
         return wrapper
 
     return deco
@@ -111,7 +111,8 @@ def build_openapi(app: Flask) -> dict:
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             op = {"operationId": rule.endpoint.replace(".", "_") + "_" + method.lower(),
                   "summary": (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else "",
-                  "tags": meta["tags"], "parameters": params, "responses": {}}
+                  "tags": meta["tags"], "parameters": params + [
+                      dict(h, **{"in": "header"}) for h in meta["headers"]], "responses": {}}
             role = getattr(view, "required_role", None)
             if not meta["public"]:
                 op["security"] = [{"bearer": []}]

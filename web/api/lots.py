@@ -2,11 +2,10 @@
 from flask import Blueprint, Response
 
 from ..auth import require
-from ..errors import ApiError, Conflict, NotFound, field_error
+from ..errors import Conflict, NotFound, field_error
 from ..openapi import spec
 from ..services import dhr
 from ..services import lots as svc
-from ..services.pagination import BadCursor
 from . import actor
 from .schemas import DhrOut, DhrQuery, LotDetail, LotIn, LotOut, LotPage, LotQuery, ReasonIn
 
@@ -39,11 +38,7 @@ def create(body: LotIn):
 @spec(query=LotQuery, responses={200: LotPage}, tags=["lots"])
 def index(query: LotQuery):
     """List lots by status, product and current step (cursor pagination, newest first)."""
-    try:
-        rows, nxt = svc.list_lots(query.status, query.product, query.step, query.cursor,
-                                  query.limit)
-    except BadCursor as exc:
-        raise ApiError(str(exc), errors=[{"field": "query.cursor", "message": str(exc)}]) from None
+    rows, nxt = svc.list_lots(query.status, query.product, query.step, query.cursor, query.limit)
     return {"items": [svc.lot_dict(lot) for lot in rows], "next_cursor": nxt}
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
-                      field_validator, model_validator)
+                      ValidationError, ValidationInfo, WrapValidator, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 
 from ..models import LOT_STATUSES
 
@@ -13,7 +15,18 @@ Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$",
 LotNo = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Serial = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
+
+
+def _one_number_error(value, handler):
+    """Report a non-number once, under the field's own name (not per union member)."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("number_type", "must be a finite JSON number") from None
+
+
+Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False),
+                   WrapValidator(_one_number_error)]
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -187,14 +200,15 @@ class LotIn(Strict):
     lot_no: LotNo | None = None
     serials: Annotated[list[Serial], Field(max_length=100_000)] | None = None
 
-    @model_validator(mode="after")
-    def _serials(self):
-        if self.serials is not None:
-            if len(self.serials) != self.quantity:
+    @field_validator("serials")
+    @classmethod
+    def _serials(cls, v, info: ValidationInfo):
+        if v is not None:
+            if "quantity" in info.data and len(v) != info.data["quantity"]:
                 raise ValueError("serials must list exactly `quantity` unit serials")
-            if len(set(self.serials)) != len(self.serials):
+            if len(set(v)) != len(v):
                 raise ValueError("serials must be unique")
-        return self
+        return v
 
 
 class LotOut(BaseModel):

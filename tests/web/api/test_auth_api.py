@@ -1,0 +1,241 @@
+"""POST /api/v1/auth/token and the bearer-token / role rules every endpoint follows."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from tests.conftest import TEST_CONFIG
+
+from .api_helpers import assert_problem
+
+TOKEN_URL = "/api/v1/auth/token"
+PASSWORD = "correct-horse-battery"
+SECRET = TEST_CONFIG["SECRET_KEY"]
+
+# Every token-protected endpoint (method, path); the paths need not exist: auth comes first.
+PROTECTED = [
+    ("GET", "/api/v1/products"), ("POST", "/api/v1/products"),
+    ("GET", "/api/v1/products/P-1"), ("POST", "/api/v1/products/P-1/routing"),
+    ("GET", "/api/v1/stations"), ("POST", "/api/v1/stations"),
+    ("POST", "/api/v1/stations/ST-1/heartbeat"),
+    ("GET", "/api/v1/lots"), ("POST", "/api/v1/lots"), ("GET", "/api/v1/lots/LOT-1"),
+    ("POST", "/api/v1/lots/LOT-1/hold"), ("POST", "/api/v1/lots/LOT-1/release"),
+    ("POST", "/api/v1/lots/LOT-1/scrap"), ("GET", "/api/v1/lots/LOT-1/dhr"),
+    ("POST", "/api/v1/completions"), ("GET", "/api/v1/completions/1"),
+]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _claims(uid: int, name: str, role: str, **over) -> dict:
+    now = int(time.time())
+    return {"sub": str(uid), "name": name, "role": role, "iat": now, "exp": now + 600} | over
+
+
+def _bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _login(client, username, password):
+    return client.post(TOKEN_URL, json={"username": username, "password": password})
+
+
+# --- POST /api/v1/auth/token ------------------------------------------------------------------
+
+def test_token_success_returns_a_working_bearer_token(client, factory, app):
+    uid, name = factory.user("supervisor")
+    resp = _login(client, name, PASSWORD)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.mimetype == "application/json"
+    body = resp.get_json()
+    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == app.config["ACCESS_TOKEN_EXPIRE_MINUTES"] * 60
+    claims = jwt.decode(body["access_token"], SECRET, algorithms=["HS256"])
+    assert claims["sub"] == str(uid) and claims["role"] == "supervisor"
+    assert 0 < claims["exp"] - time.time() <= body["expires_in"] + 5
+    ok = client.get("/api/v1/lots", headers=_bearer(body["access_token"]))
+    assert ok.status_code == 200
+
+
+def test_wrong_password_and_unknown_user_are_the_same_401(client, factory):
+    _, name = factory.user("operator")
+    wrong = assert_problem(_login(client, name, "not-the-password"), 401)
+    unknown = assert_problem(_login(client, "nobody-here", "whatever-password"), 401)
+    assert "access_token" not in wrong and "access_token" not in unknown
+    # No user enumeration: both failures read exactly the same.
+    assert wrong["detail"] == unknown["detail"]
+
+
+@pytest.mark.parametrize("body, missing", [
+    ({"password": "x" * 10}, "username"),
+    ({"username": "someone"}, "password"),
+    ({"username": "", "password": "x" * 10}, "username"),
+    ({"username": "someone", "password": 12345678}, "password"),
+])
+def test_token_invalid_body_is_422_naming_the_field(client, body, missing):
+    assert_problem(client.post(TOKEN_URL, json=body), 422, missing)
+
+
+def test_token_empty_object_names_both_fields(client):
+    resp = client.post(TOKEN_URL, json={})
+    assert_problem(resp, 422, "username")
+    assert_problem(resp, 422, "password")
+
+
+def test_token_not_json_is_415(client):
+    resp = client.post(TOKEN_URL, data="username=a&password=b",
+                       content_type="application/x-www-form-urlencoded")
+    assert_problem(resp, 415)
+
+
+def test_login_rate_limit_answers_429(pg_database, redis_url, app, factory):
+    from web import create_app
+    from web.extensions import db
+    _, name = factory.user("operator")
+    limited = create_app(dict(TEST_CONFIG, DATABASE_URL=pg_database, REDIS_URL=redis_url,
+                              LOGIN_RATE_LIMIT="3 per minute", RATELIMIT_STORAGE_URI="memory://"))
+    limited.testing = True
+    try:
+        c = limited.test_client()
+        statuses = [_login(c, name, "wrong-password-!").status_code for _ in range(3)]
+        assert statuses == [401, 401, 401]
+        # The fourth attempt is refused even with the right password.
+        body = assert_problem(_login(c, name, PASSWORD), 429)
+        assert "access_token" not in body
+    finally:
+        with limited.app_context():
+            db.engine.dispose()
+        # create_app made the new app's Celery the default (and bound the worker signals to
+        # it); give both back to the session app.
+        from workers import signals
+        app.extensions["celery"].set_default()
+        signals.bind(app)
+
+
+# --- bearer token checks ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path", PROTECTED)
+def test_every_endpoint_needs_a_token(client, method, path):
+    resp = client.open(path, method=method, json={})
+    assert_problem(resp, 401)
+    assert resp.headers.get("WWW-Authenticate", "").startswith("Bearer")
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "token abc"])
+def test_malformed_authorization_header_is_401(client, header):
+    resp = client.get("/api/v1/lots", headers={"Authorization": header})
+    assert_problem(resp, 401)
+    assert "WWW-Authenticate" in resp.headers
+
+
+def test_expired_token_is_401(client, factory):
+    uid, name = factory.user("admin")
+    past = int(time.time()) - 3600
+    token = jwt.encode(_claims(uid, name, "admin", iat=past - 60, exp=past), SECRET,
+                       algorithm="HS256")
+    resp = client.get("/api/v1/products", headers=_bearer(token))
+    assert_problem(resp, 401)
+    assert "invalid_token" in resp.headers.get("WWW-Authenticate", "")
+
+
+def test_tampered_signature_is_401(client, factory):
+    uid, name = factory.user("admin")
+    token = jwt.encode(_claims(uid, name, "admin"), SECRET, algorithm="HS256")
+    head, payload, sig = token.split(".")
+    i = len(sig) // 2  # a middle character: every one of its bits is significant
+    flipped = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1:]
+    assert client.get("/api/v1/products", headers=_bearer(token)).status_code == 200
+    assert_problem(client.get("/api/v1/products", headers=_bearer(f"{head}.{payload}.{flipped}")),
+                   401)
+
+
+def test_tampered_payload_is_401(client, factory):
+    uid, name = factory.user("operator")
+    token = jwt.encode(_claims(uid, name, "operator"), SECRET, algorithm="HS256")
+    head, _, sig = token.split(".")
+    forged = _b64(json.dumps(_claims(uid, name, "admin")).encode())
+    resp = client.post("/api/v1/products", headers=_bearer(f"{head}.{forged}.{sig}"),
+                       json={"code": "X", "name": "x", "routing": [{"step": "S", "name": "s"}]})
+    assert_problem(resp, 401)
+
+
+def test_token_signed_with_another_key_is_401(client, factory):
+    uid, name = factory.user("admin")
+    token = jwt.encode(_claims(uid, name, "admin"), "another-secret-key-0123456789abcdef-xyz",
+                       algorithm="HS256")
+    assert_problem(client.get("/api/v1/products", headers=_bearer(token)), 401)
+
+
+def test_alg_none_token_is_401(client, factory):
+    uid, name = factory.user("admin")
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps(_claims(uid, name, "admin")).encode())
+    for token in (f"{header}.{payload}.", f"{header}.{payload}"):
+        assert_problem(client.get("/api/v1/products", headers=_bearer(token)), 401)
+
+
+@pytest.mark.parametrize("drop_or_change", [
+    {"exp": None}, {"sub": None}, {"role": None}, {"role": "superuser"}, {"sub": "not-a-number"},
+])
+def test_token_with_missing_or_bad_claims_is_401(client, factory, drop_or_change):
+    uid, name = factory.user("admin")
+    claims = _claims(uid, name, "admin")
+    for k, v in drop_or_change.items():
+        if v is None:
+            claims.pop(k)
+        else:
+            claims[k] = v
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    assert_problem(client.get("/api/v1/products", headers=_bearer(token)), 401)
+
+
+# --- roles ------------------------------------------------------------------------------------
+
+def test_operator_cannot_create_a_product(client, auth):
+    resp = client.post("/api/v1/products", headers=auth("operator"),
+                       json={"code": "P-OP", "name": "x", "routing": [{"step": "S", "name": "s"}]})
+    assert_problem(resp, 403)
+    assert client.get("/api/v1/products/P-OP", headers=auth("admin")).status_code == 404
+
+
+def test_supervisor_cannot_create_a_product(client, auth):
+    resp = client.post("/api/v1/products", headers=auth("supervisor"),
+                       json={"code": "P-SV", "name": "x", "routing": [{"step": "S", "name": "s"}]})
+    assert_problem(resp, 403)
+
+
+def test_operator_cannot_create_a_lot(client, auth, factory):
+    product = factory.product()
+    resp = client.post("/api/v1/lots", headers=auth("operator"),
+                       json={"product": product, "quantity": 1})
+    assert_problem(resp, 403)
+    assert client.get("/api/v1/lots", headers=auth("operator")).get_json()["items"] == []
+
+
+def test_operator_cannot_hold_a_lot(client, auth, factory):
+    lot = factory.lot()
+    assert_problem(client.post(f"/api/v1/lots/{lot}/hold", headers=auth("operator"),
+                               json={"reason": "x"}), 403)
+
+
+def test_supervisor_cannot_create_a_station(client, auth):
+    resp = client.post("/api/v1/stations", headers=auth("supervisor"),
+                       json={"code": "ST-SV", "name": "x", "steps": ["SMT"]})
+    assert_problem(resp, 403)
+    listed = client.get("/api/v1/stations", headers=auth("supervisor")).get_json()["items"]
+    assert listed == []
+
+
+def test_higher_roles_include_lower_ones(client, auth, factory):
+    product = factory.product()
+    resp = client.post("/api/v1/lots", headers=auth("admin"), json={"product": product,
+                                                                    "quantity": 1})
+    assert resp.status_code == 201
+    assert client.get("/api/v1/lots", headers=auth("admin")).status_code == 200

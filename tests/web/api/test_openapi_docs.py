@@ -1,0 +1,166 @@
+"""The OpenAPI document, the interactive docs page and its assets, and the health probes."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+API_PATHS = {
+    "/api/v1/auth/token": {"post"},
+    "/api/v1/products": {"get", "post"},
+    "/api/v1/products/{code}": {"get"},
+    "/api/v1/products/{code}/routing": {"post"},
+    "/api/v1/stations": {"get", "post"},
+    "/api/v1/stations/{code}/heartbeat": {"post"},
+    "/api/v1/lots": {"get", "post"},
+    "/api/v1/lots/{lot_no}": {"get"},
+    "/api/v1/lots/{lot_no}/hold": {"post"},
+    "/api/v1/lots/{lot_no}/release": {"post"},
+    "/api/v1/lots/{lot_no}/scrap": {"post"},
+    "/api/v1/lots/{lot_no}/dhr": {"get"},
+    "/api/v1/completions": {"post"},
+    "/api/v1/completions/{completion_id}": {"get"},
+}
+
+PUBLIC = {"/api/v1/auth/token", "/healthz", "/readyz"}
+
+
+@pytest.fixture()
+def doc(client):
+    resp = client.get("/api/v1/openapi.json")
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    return resp.get_json()
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield v
+            else:
+                yield from _refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _refs(v)
+
+
+def test_is_openapi_3_1_and_public(doc):
+    assert doc["openapi"].startswith("3.1")
+    assert doc["info"]["title"] and doc["info"]["version"]
+
+
+def test_every_api_path_and_method_is_documented(doc):
+    assert PUBLIC <= set(doc["paths"])
+    for path, methods in API_PATHS.items():
+        assert path in doc["paths"], f"{path} missing from the OpenAPI document"
+        assert methods <= set(doc["paths"][path]), (path, set(doc["paths"][path]))
+
+
+def test_path_parameters_are_declared(doc):
+    for path, item in doc["paths"].items():
+        names = set(re.findall(r"{(\w+)}", path))
+        for op in item.values():
+            declared = {p["name"] for p in op["parameters"] if p["in"] == "path"}
+            assert declared == names, (path, declared)
+    cid = doc["paths"]["/api/v1/completions/{completion_id}"]["get"]["parameters"]
+    assert cid[0]["schema"]["type"] == "integer"
+
+
+def test_completion_in_schema(doc):
+    schema = doc["components"]["schemas"]["CompletionIn"]
+    props = schema["properties"]
+    for name in ("lot_no", "step", "station", "measurements", "unit_serial", "firmware_version",
+                 "firmware_sha256", "qty_good", "qty_scrap"):
+        assert name in props, name
+    assert set(schema["required"]) == {"lot_no", "step", "station"}
+    assert schema.get("additionalProperties") is False
+    body = doc["paths"]["/api/v1/completions"]["post"]["requestBody"]
+    assert body["required"] is True
+    assert body["content"]["application/json"]["schema"]["$ref"].endswith("/CompletionIn")
+    assert "202" in doc["paths"]["/api/v1/completions"]["post"]["responses"]
+
+
+def test_completion_post_documents_the_idempotency_key_header(doc):
+    params = doc["paths"]["/api/v1/completions"]["post"]["parameters"]
+    headers = {p["name"].lower(): p for p in params if p["in"] == "header"}
+    assert "idempotency-key" in headers, "the required Idempotency-Key header is not documented"
+    assert headers["idempotency-key"]["required"] is True
+
+
+def test_lot_list_documents_its_query_parameters(doc):
+    params = {p["name"]: p for p in doc["paths"]["/api/v1/lots"]["get"]["parameters"]
+              if p["in"] == "query"}
+    assert {"status", "product", "step", "cursor", "limit"} <= set(params)
+
+
+def test_bearer_security(doc):
+    scheme = doc["components"]["securitySchemes"]["bearer"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    assert scheme.get("bearerFormat") == "JWT"
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if path in PUBLIC:
+                assert "security" not in op, path
+            else:
+                assert op.get("security") == [{"bearer": []}], (method, path)
+
+
+def test_every_ref_resolves(doc):
+    schemas = doc["components"]["schemas"]
+    refs = set(_refs(doc))
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in schemas, f"dangling {ref}"
+
+
+def test_errors_are_documented_as_problem_json(doc):
+    assert "Problem" in doc["components"]["schemas"]
+    for item in doc["paths"].values():
+        for op in item.values():
+            assert "application/problem+json" in op["responses"]["default"]["content"]
+
+
+def test_document_is_stable(client, doc):
+    assert client.get("/api/v1/openapi.json").get_json() == doc
+
+
+# --- /api/docs --------------------------------------------------------------------------------
+
+def test_docs_page_uses_local_assets_that_load(client):
+    resp = client.get("/api/docs")
+    assert resp.status_code == 200 and resp.mimetype == "text/html"
+    html = resp.get_data(as_text=True)
+    assert "/api/v1/openapi.json" in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    assert not [a for a in assets if re.match(r"^(https?:)?//", a)], assets
+    for asset in assets:
+        got = client.get(asset)
+        assert got.status_code == 200, asset
+        assert len(got.get_data()) > 1000, asset
+        expected = "text/css" if asset.endswith(".css") else "javascript"
+        assert expected in got.headers["Content-Type"], (asset, got.headers["Content-Type"])
+
+
+def test_docs_asset_traversal_is_refused(client):
+    for path in ("/api/docs/assets/../../../etc/passwd", "/api/docs/assets/%2e%2e/%2e%2e/setup.cfg",
+                 "/api/docs/assets/nope.js"):
+        resp = client.get(path)
+        assert resp.status_code == 404, path
+        assert b"root:" not in resp.get_data()
+
+
+# --- health -----------------------------------------------------------------------------------
+
+def test_healthz(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_broker(client):
+    resp = client.get("/readyz")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["status"] == "ready"
+    assert body["checks"] == {"database": "ok", "broker": "ok"}
