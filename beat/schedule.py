@@ -13,6 +13,7 @@ from celery.schedules import crontab
 # name: (task, seconds between runs | crontab fields, cron override variable or None)
 SCHEDULE: dict[str, tuple[str, float | str, str | None]] = {
     "outbox-sweep": ("outbox.sweep", 5.0, None),
+    "labels-retry": ("labels.retry", 60.0, None),
 }
 
 

@@ -84,7 +84,9 @@ def seed_demo_cmd():
         click.echo("product NH-100 exists")
     for code, name, steps in DEMO_STATIONS:
         try:
-            stations.create_station(code, name, steps, "sim://", CLI)
+            # `neurohub up` runs the printer simulator on this port on the embedded default.
+            printer = f"tcp://127.0.0.1:{current_app.config['PRINTER_SIM_PORT']}"
+            stations.create_station(code, name, steps, printer, CLI)
         except stations.StationExists:
             pass
     click.echo("stations ST-01..ST-07")
@@ -135,10 +137,19 @@ def relay_cmd(once):
     log.info("outbox relay stopped")
 
 
+@click.command("printer-sim", context_settings={"ignore_unknown_options": True,
+                                                "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def printer_sim_cmd(args):
+    """Run the Zebra printer simulator (raw ZPL + ~HS on --port, HTTP control; --help)."""
+    from printers.simulator import main as sim_main
+    raise SystemExit(sim_main(list(args)))
+
+
 def register_commands(app: Flask) -> None:
     """Add the product's commands to ``app.cli`` (and so to ``neurohub``)."""
     from .supervisor import up_cmd
-    for cmd in (create_user_cmd, seed_demo_cmd, relay_cmd, up_cmd):
+    for cmd in (create_user_cmd, seed_demo_cmd, relay_cmd, up_cmd, printer_sim_cmd):
         app.cli.add_command(cmd)
 
 

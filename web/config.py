@@ -51,6 +51,8 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "OUTBOX_REDISPATCH_SECONDS": (30, float),
     "OUTBOX_RELAY_INTERVAL": (0.05, float),
     "DB_POOL_SIZE": (10, int),
+    "LABEL_MAX_ATTEMPTS": (5, int),
+    "PRINTER_SIM_PORT": (9100, int),
     "FLOWER_BASIC_AUTH": (None, str),
     "WEB_WORKERS": (2, int),
     "WORKER_CONCURRENCY": (2, int),

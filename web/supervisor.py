@@ -36,7 +36,7 @@ class Child:
         click.echo(f"  started {self.name} (pid {self.proc.pid})")
 
 
-def plan(cfg: dict, host: str, port: int, flower: bool) -> list[Child]:
+def plan(cfg: dict, host: str, port: int, flower: bool, printer_sim: bool) -> list[Child]:
     """The processes of one installation, on whatever backends the config names."""
     py = sys.executable
     data = Path(cfg["NEUROHUB_DATA_DIR"])
@@ -54,6 +54,11 @@ def plan(cfg: dict, host: str, port: int, flower: bool) -> list[Child]:
     if flower:
         children.append(Child("flower", celery + ["flower", "--address=127.0.0.1",
                                                   "--port=5555"]))
+    if printer_sim:
+        sim_port = cfg["PRINTER_SIM_PORT"]
+        children.append(Child("printer-sim", [py, "-m", "web.cli", "printer-sim", "--port",
+                                              str(sim_port), "--control-port", str(sim_port + 1),
+                                              "--dir", str(data / "printed-labels")]))
     return children
 
 
@@ -83,8 +88,10 @@ def _stop(children: list[Child]) -> None:
 @click.option("--host", default=None, help="address to serve on (API_HOST)")
 @click.option("--port", type=int, default=None, help="port to serve on (API_PORT)")
 @click.option("--flower", is_flag=True, help="also start Flower on 127.0.0.1:5555")
+@click.option("--printer-sim/--no-printer-sim", default=None,
+              help="run the label printer simulator (default: on for the embedded default)")
 @with_appcontext
-def up_cmd(host, port, flower):
+def up_cmd(host, port, flower, printer_sim):
     """Apply migrations and run web, workers, beat and the outbox relay until Ctrl-C."""
     from flask_migrate import upgrade
     cfg = dict(current_app.config)
@@ -94,7 +101,9 @@ def up_cmd(host, port, flower):
     upgrade()
     click.echo("migrations applied")
     env = dict(os.environ, NEUROHUB_DATA_DIR=cfg["NEUROHUB_DATA_DIR"])
-    children = plan(cfg, host, port, flower)
+    if printer_sim is None:
+        printer_sim = cfg["EMBEDDED"]
+    children = plan(cfg, host, port, flower, printer_sim)
     stopping: list[int] = []
 
     def _on_signal(signum, _frame):
@@ -108,6 +117,10 @@ def up_cmd(host, port, flower):
     click.echo(f"NeuroHub MES is up: {base}/api/docs  (API {base}/api/v1, health {base}/readyz)")
     if flower:
         click.echo("Flower: http://127.0.0.1:5555")
+    if printer_sim:
+        click.echo(f"Printer simulator: tcp://127.0.0.1:{cfg['PRINTER_SIM_PORT']} (labels in "
+                   f"{cfg['NEUROHUB_DATA_DIR']}/printed-labels, control "
+                   f"http://127.0.0.1:{cfg['PRINTER_SIM_PORT'] + 1}/status)")
     click.echo("Press Ctrl-C to stop.")
     while not stopping:
         time.sleep(0.2)

@@ -16,7 +16,7 @@ ROUTES = {
     "storage.*": {"queue": "io"},
 }
 
-TASK_MODULES = ("tasks.completions", "tasks.outbox")
+TASK_MODULES = ("tasks.completions", "tasks.labels", "tasks.outbox")
 
 # Longest task hard limit is well under this, so a healthy task is never redelivered mid-run.
 VISIBILITY_TIMEOUT = 3600

@@ -45,6 +45,7 @@ def create(body: CompletionIn):
 def show(completion_id: int):
     """A completion's status, reasons and judged measurements."""
     try:
-        return svc.completion_dict(svc.get_completion(completion_id))
+        c = svc.get_completion(completion_id)
+        return svc.completion_dict(c, svc.completion_labels(c.id))
     except svc.CompletionNotFound:
         raise NotFound(f"unknown completion {completion_id}") from None

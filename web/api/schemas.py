@@ -150,6 +150,15 @@ class ProductPage(BaseModel):
 PRINTER_SCHEMES = ("tcp://", "sim://", "file://", "station://")
 
 
+class PrinterProfile(Strict):
+    """How labels are laid out for a printer."""
+
+    dpi: Literal[203, 300, 600] = 203
+    width_dots: Annotated[StrictInt, Field(ge=50, le=10000)] | None = None
+    length_dots: Annotated[StrictInt, Field(ge=50, le=30000)] | None = None
+    darkness: Annotated[StrictInt, Field(ge=0, le=30)] | None = None
+
+
 class StationIn(Strict):
     """A station PC to register."""
 
@@ -157,12 +166,18 @@ class StationIn(Strict):
     name: Name
     steps: Annotated[list[Code], Field(max_length=20)] = []
     printer_uri: Annotated[str, Field(max_length=500)] | None = None
+    printer_profile: PrinterProfile | None = None
 
     @field_validator("printer_uri")
     @classmethod
     def _scheme(cls, v):
         if v is not None and not v.startswith(PRINTER_SCHEMES):
             raise ValueError(f"printer_uri must start with one of {', '.join(PRINTER_SCHEMES)}")
+        if v is not None and v != "station://":
+            from printers import printer_for_uri
+            printer_for_uri(v)  # raises ValueError naming what is wrong with the URI
+        elif v is not None and v.startswith("station://") and v != "station://":
+            raise ValueError("station:// takes no host or path")
         return v
 
 
@@ -298,6 +313,7 @@ class CompletionOut(BaseModel):
     error: str | None
     received_at: str
     processed_at: str | None
+    labels: list[dict] | None = None
 
 
 class LotDetail(LotOut):
@@ -312,6 +328,7 @@ class DhrOut(BaseModel):
 
     lot: dict
     steps: list[dict]
+    labels: list[dict]
     audit: list[dict]
     generated_at: str
 
@@ -320,3 +337,4 @@ class DhrQuery(Strict):
     """Output format of the device history record."""
 
     format: Literal["json", "csv"] = "json"
+

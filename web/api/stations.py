@@ -17,7 +17,10 @@ bp = Blueprint("stations", __name__, url_prefix="/api/v1/stations")
 def create(body: StationIn):
     """Register a station PC."""
     try:
-        station = svc.create_station(body.code, body.name, body.steps, body.printer_uri, actor())
+        profile = body.printer_profile.model_dump(exclude_none=True) if body.printer_profile \
+            else None
+        station = svc.create_station(body.code, body.name, body.steps, body.printer_uri, actor(),
+                                     profile)
     except svc.StationExists as exc:
         raise Conflict(str(exc)) from None
     return svc.station_dict(station), 201

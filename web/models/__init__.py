@@ -1,6 +1,7 @@
 """The domain model, one module per aggregate."""
 from .audit import AuditEvent
 from .completion import COMPLETION_STATUSES, Completion
+from .label import LABEL_JOB_STATES, LabelJob, LabelTemplate, Printer
 from .lot import ACTIVE_STATUSES, LOT_STATUSES, Lot, LotSequence, LotUnit
 from .outbox import OutboxMessage
 from .product import Product, RoutingRevision, RoutingStep
@@ -9,7 +10,7 @@ from .types import utcnow
 from .user import ROLE_RANK, ROLES, User
 
 __all__ = [
-    "AuditEvent", "COMPLETION_STATUSES", "Completion", "ACTIVE_STATUSES", "LOT_STATUSES", "Lot",
+    "AuditEvent", "COMPLETION_STATUSES", "LABEL_JOB_STATES", "LabelJob", "LabelTemplate", "Printer", "Completion", "ACTIVE_STATUSES", "LOT_STATUSES", "Lot",
     "LotSequence", "LotUnit", "OutboxMessage", "Product", "RoutingRevision", "RoutingStep",
     "Station", "utcnow", "ROLE_RANK", "ROLES", "User",
 ]

@@ -191,9 +191,16 @@ def get_completion(completion_id: int) -> Completion:
     return c
 
 
-def completion_dict(c: Completion) -> dict:
-    """A completion as the API shows it."""
-    return {"id": c.id, "status": c.status, "reasons": c.reasons or [], "lot_no": c.lot.lot_no,
+def completion_labels(completion_id: int) -> list:
+    """The label jobs a completion produced."""
+    from ..models import LabelJob
+    return list(db.session.scalars(select(LabelJob).where(
+        LabelJob.completion_id == completion_id).order_by(LabelJob.id)))
+
+
+def completion_dict(c: Completion, labels: list | None = None) -> dict:
+    """A completion as the API shows it (with its label jobs when given)."""
+    out = {"id": c.id, "status": c.status, "reasons": c.reasons or [], "lot_no": c.lot.lot_no,
             "step": c.step, "station": c.station.code, "operator": c.operator.username,
             "unit_serial": c.unit_serial, "measurements": c.measurements,
             "results": c.results, "firmware_version": c.firmware_version,
@@ -201,3 +208,8 @@ def completion_dict(c: Completion) -> dict:
             "qty_scrap": c.qty_scrap, "error": c.error,
             "received_at": c.received_at.isoformat(),
             "processed_at": c.processed_at.isoformat() if c.processed_at else None}
+    if labels is not None:
+        out["labels"] = [{"id": j.id, "state": j.state, "template": j.template_name,
+                          "unit_serial": j.unit_serial, "printer_reason": j.printer_reason}
+                         for j in labels]
+    return out

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..models import AuditEvent, Completion, Lot, utcnow
 from .completions import completion_dict
+from .labels import job_dict, lot_jobs
 from .lots import lot_dict
 from .processing import judge_measurements
 
@@ -25,11 +26,12 @@ def lot_completions(lot_id: int) -> list[Completion]:
 def build(lot: Lot) -> dict:
     """The DHR of one lot as a JSON-ready dict."""
     completions = lot_completions(lot.id)
+    jobs = lot_jobs(lot.id)
     steps = []
     for step in sorted(lot.revision.steps, key=lambda s: s.seq):
         rows = []
         for c in (c for c in completions if c.step == step.code):
-            d = completion_dict(c)
+            d = completion_dict(c, [j for j in jobs if j.completion_id == c.id])
             # Decided completions keep the judgement made at the time; pending ones are shown
             # against the pinned spec so the record is complete either way.
             d["measurements"] = c.results if c.results is not None else judge_measurements(
@@ -43,6 +45,7 @@ def build(lot: Lot) -> dict:
                                .order_by(AuditEvent.id))
     return {"lot": lot_dict(lot) | {"serials": [u.serial for u in lot.units]},
             "steps": steps,
+            "labels": [{k: v for k, v in job_dict(j).items() if k != "data"} for j in jobs],
             "audit": [{"id": a.id, "at": a.at.isoformat(), "actor": a.actor, "action": a.action,
                        "entity_type": a.entity_type, "entity_id": a.entity_id,
                        "before": a.before, "after": a.after, "request_id": a.request_id}

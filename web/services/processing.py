@@ -16,6 +16,7 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..models import Completion, Lot, LotUnit, RoutingRevision, Station, utcnow
 from .audit import WORKER, record
+from .labels import jobs_for_completion
 from .outbox import done
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def _decide(c: Completion, lot: Lot, station: Station) -> None:
     c.status = "accepted"
     record(WORKER, "completion.accepted", "completion", c.id, lot_id=lot.id,
            after={"step": c.step, "qty_good": good, "qty_scrap": scrap})
+    jobs_for_completion(c, lot, station, step, good)  # before _advance: units as they passed
     _advance(lot, good, scrap, unit)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Station, utcnow
+from ..models import Printer, Station, utcnow
 from .audit import Actor, record
 from .pagination import page
 
@@ -17,13 +17,26 @@ class StationNotFound(LookupError):
     """No station has this code."""
 
 
+def ensure_printer(uri: str, profile: dict | None = None) -> Printer:
+    """The printer row for a URI (created on first use), with its profile updated if given."""
+    printer = db.session.scalar(select(Printer).where(Printer.uri == uri))
+    if printer is None:
+        printer = Printer(uri=uri, dpi=203, status="unknown", status_reasons=[])
+        db.session.add(printer)
+    for key, value in (profile or {}).items():
+        setattr(printer, key, value)
+    return printer
+
+
 def create_station(code: str, name: str, steps: list[str], printer_uri: str | None,
-                   actor: Actor) -> Station:
-    """Register a station; audited."""
+                   actor: Actor, printer_profile: dict | None = None) -> Station:
+    """Register a station (and its printer's profile); audited."""
     if db.session.scalar(select(Station.id).where(Station.code == code)) is not None:
         raise StationExists(f"station {code!r} already exists")
     station = Station(code=code, name=name, steps=list(steps), printer_uri=printer_uri)
     db.session.add(station)
+    if printer_uri:
+        ensure_printer(printer_uri, printer_profile)
     db.session.flush()
     record(actor, "station.created", "station", code,
            after={"name": name, "steps": steps, "printer_uri": printer_uri})

@@ -1,0 +1,23 @@
+"""Zebra label printer drivers: ~HS status, tcp/file/sim backends, safe ZPL, previews, simulator.
+
+A device-driver library used by the server's Celery workers and by the station app: it
+imports only the standard library, and zplkit (lazily, for previews and label rendering).
+"""
+from .backends import (FilePrinter, Printer, SimPrinter, TcpPrinter, printer_for_uri,
+                       send_job)
+from .errors import (PrinterError, PrinterNotReady, PrinterOffline, PrinterUnreachable,
+                     StatusError)
+from .simstate import SimLabel, SimulatedPrinter, reset_simulated_printers, simulated_printer
+from .simulator import PrinterSimulator
+from .status import PrinterStatus, format_host_status, parse_host_status, read_host_status
+from .stream import ZplEvent, ZplStream
+from .zpl import PreviewError, ascii_fallback, field_hex, preview_png, preview_safe, split_labels
+
+__all__ = [
+    "FilePrinter", "Printer", "PrinterError", "PrinterNotReady", "PrinterOffline",
+    "PrinterSimulator", "PrinterStatus", "PrinterUnreachable", "PreviewError", "SimLabel",
+    "SimPrinter", "SimulatedPrinter", "StatusError", "TcpPrinter", "ZplEvent", "ZplStream",
+    "ascii_fallback", "field_hex", "format_host_status", "parse_host_status", "preview_png",
+    "preview_safe", "printer_for_uri", "read_host_status", "reset_simulated_printers",
+    "send_job", "simulated_printer", "split_labels",
+]

@@ -1,0 +1,185 @@
+"""Safe ZPL building, label splitting and PNG previews (zplkit 0.3.2).
+
+Field data: put user text in a label only as ``^FH\\^FD{field_hex(text)}^FS``. ``field_hex``
+writes every byte outside a small safe set (letters, digits, space, ``-.:/+=#*()@!?%&,;$``) as
+``\\HH`` (hex of its UTF-8 bytes), so ``^``, ``~``, ``\\``, ``_`` and control characters in the
+text can never start a command. Non-ASCII text also needs ``^CI28`` (UTF-8) in the label.
+Barcodes decode a second escape layer after ``^FH`` (verified with zplkit + zxing-cpp):
+Code 128 treats ``>`` as an invocation code (``>0`` is a literal ``>``) and only takes ASCII
+0x20-0x7E; Data Matrix quality 200 treats its escape character (``~`` by default on current
+firmware and zplkit's zd621 profile, ``_`` in older manuals and zplkit's "specification"
+profile: pin it with ``^BXN,h,200,,,,~``) as a control prefix (``~~`` is a literal ``~``). Pass ``barcode="code128"`` / ``"datamatrix"`` to handle those. QR (``^BQ``)
+needs nothing beyond the mode prefix (``QA,``) the template puts before the data.
+
+Preview limits of zplkit 0.3.2, found by experiment:
+- renders ``^FH`` hex (any indicator), ``^CI28`` UTF-8 data, ``^BC`` Code 128, ``^BX`` Data
+  Matrix (UTF-8 data decodes correctly), ``^BQ`` QR, ``^GB``, ``^FB``, ``^PW``/``^LL``;
+- rejects ``^PQ`` and other job-control commands, every ``~`` control command (``~HS``,
+  ``~JR``...), lowercase commands, unresolved ``^A@`` fonts and labels without ``^XZ``;
+- resident fonts (``^A0``, ``^AA``..``^AZ``, ``^CF``) hold ASCII plus a few Latin-1 glyphs
+  (``é`` renders, ``Ä``/``Ω``/Hangul do not).
+``preview_png`` therefore renders a preview-safe copy: ``^PQ``/job-control and ``~`` commands
+removed, text fields (not barcodes) with non-ASCII data transliterated to ASCII, and it reports
+each change in ASCII sentences suitable for an HTTP header. Only the first label is rendered.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+from .stream import split_stream
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                  b" -.:/+=#*()@!?%&,;$")
+# Commands that change how or how often a label is printed, not what it looks like: safe to
+# drop from a preview. Anything else zplkit rejects is an error, not a silent omission.
+_JOB_CONTROL = {b"PQ", b"PR", b"MM", b"MN", b"MT", b"MD", b"MF", b"MP", b"MW", b"JU", b"JZ",
+                b"JJ", b"JM", b"JS", b"JT", b"KL", b"KN", b"KP", b"SS", b"ST", b"SZ", b"PF",
+                b"PP", b"HH", b"HW", b"HT", b"HV", b"HF", b"HG"}
+_TRANSLIT = {"ß": "ss", "Æ": "AE", "æ": "ae", "Ø": "O", "ø": "o", "Œ": "OE", "œ": "oe",
+             "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Þ": "Th", "þ": "th", "€": "EUR",
+             "–": "-", "—": "-", "‘": "'", "’": "'", "“": '"', "”": '"', "…": "..."}
+
+
+class PreviewError(ValueError):
+    """The label could not be rendered even after the preview adaptations."""
+
+
+def _hex_escape(data: bytes, indicator: bytes = b"\\") -> str:
+    return "".join(chr(b) if b in _SAFE else f"{indicator.decode('latin-1')}{b:02X}"
+                   for b in data)
+
+
+def field_hex(text: str, barcode: str | None = None, dm_escape: str = "~") -> str:
+    """Encode ``text`` for ``^FH\\^FD...^FS`` so that it can never be read as ZPL commands."""
+    if barcode == "code128":
+        bad = [c for c in text if not 0x20 <= ord(c) <= 0x7E]
+        if bad:
+            raise ValueError(f"Code 128 takes printable ASCII only, got {bad[0]!r}")
+        text = text.replace(">", ">0")  # '>' starts an invocation code; '>0' is a literal '>'
+    elif barcode == "datamatrix":
+        text = text.replace(dm_escape, dm_escape * 2)  # doubled escape char is a literal
+    elif barcode is not None:
+        raise ValueError(f"unknown barcode kind {barcode!r} (code128, datamatrix or None)")
+    return _hex_escape(text.encode("utf-8"))
+
+
+def split_labels(data: bytes) -> list[bytes]:
+    """Split a raw printer stream into its ``^XA ... ^XZ`` labels (control commands ignored)."""
+    return split_stream(data)[0]
+
+
+def ascii_fallback(text: str) -> str:
+    """Transliterate to ASCII for preview fonts: 'Müller' -> 'Muller', unknown -> '?'."""
+    out = []
+    for ch in text:
+        if ord(ch) < 0x80:
+            out.append(ch)
+        elif ch in _TRANSLIT:
+            out.append(_TRANSLIT[ch])
+        else:
+            base = "".join(c for c in unicodedata.normalize("NFKD", ch)
+                           if c.isascii() and (c.isalnum() or c == " "))
+            out.append(base or "?")
+    return "".join(out)
+
+
+def _decode_field(body: bytes, indicator: bytes | None) -> bytes:
+    if indicator is None:
+        return body
+    out, i = bytearray(), 0
+    while i < len(body):
+        if body[i:i + 1] == indicator and i + 3 <= len(body):
+            try:
+                out.append(int(body[i + 1:i + 3], 16))
+                i += 3
+                continue
+            except ValueError:
+                pass
+        out.append(body[i])
+        i += 1
+    return bytes(out)
+
+
+def _text_for_ci(data: bytes, ci: int) -> str:
+    encoding = {28: "utf-8", 29: "utf-16-be", 30: "utf-16-le", 27: "cp1252"}.get(ci, "latin-1")
+    return data.decode(encoding, errors="replace")
+
+
+def _short(raw: bytes) -> str:
+    text = raw.strip().decode("ascii", errors="replace").replace("\ufffd", "?")
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def preview_safe(zpl: bytes) -> tuple[bytes, list[str]]:
+    """Return a copy of ``zpl`` that zplkit can render, plus the adaptations made."""
+    from zplkit.parse import parse  # lazy: the drivers work without zplkit installed
+
+    adaptations: list[str] = []
+    out: list[bytes] = []
+    ci, indicator, barcode, field_no = 0, None, False, 0
+    for element in parse(bytes(zpl)).elements:
+        raw = bytes(element)
+        name = raw[1:3].upper() if element.kind in ("format_command", "control_command") else b""
+        if element.kind == "control_command":
+            adaptations.append(f"removed control command {_short(raw)} (not part of the label)")
+            continue
+        if element.kind == "format_command" and name in _JOB_CONTROL:
+            adaptations.append(f"removed {_short(raw)} (job control; the preview shows one copy)")
+            continue
+        if name == b"CI":
+            digits = bytes(c for c in raw[3:].split(b",")[0] if 0x30 <= c <= 0x39)
+            ci = int(digits) if digits else 0
+        elif name == b"FH":
+            arg = raw[3:4]
+            indicator = arg if arg and arg not in (b"\r", b"\n", b" ") else b"_"
+        elif name[:1] == b"B" and name != b"BY":
+            barcode = True
+        elif name in (b"FD", b"FV"):
+            field_no += 1
+            raw = _adapt_text_field(raw, ci, indicator, barcode, field_no, adaptations)
+        elif name == b"FS":
+            indicator, barcode = None, False
+        out.append(raw)
+    return b"".join(out), adaptations
+
+
+def _adapt_text_field(raw, ci, indicator, barcode, field_no, adaptations) -> bytes:
+    """Transliterate a non-ASCII text field; barcodes keep their bytes (they encode them)."""
+    body = raw[3:]
+    data = _decode_field(body, indicator)
+    if barcode or all(b < 0x80 for b in data):
+        return raw
+    ascii_text = ascii_fallback(_text_for_ci(data, ci))
+    if indicator is not None:
+        new_body = _hex_escape(ascii_text.encode("ascii"), indicator).encode("ascii")
+    else:
+        # Unescaped field: keep what was there but never let a prefix in.
+        new_body = ascii_text.replace("^", "?").replace("~", "?").encode("ascii")
+    adaptations.append(f"field {field_no}: non-ASCII text shown transliterated to ASCII "
+                       "(the preview fonts lack those glyphs)")
+    return raw[:3] + new_body
+
+
+def preview_png(zpl: bytes, dpi: int = 203, width_dots: int | None = None,
+                height_dots: int | None = None) -> tuple[bytes, list[str]]:
+    """Render the first label of ``zpl`` to PNG; returns (png, adaptations made for zplkit)."""
+    import zplkit
+
+    # Default canvas: a 4 x 6 inch label at the requested resolution; ^PW/^LL still win.
+    # The zd621 profile follows current firmware (e.g. Data Matrix escape "~").
+    options = zplkit.Options(profile="zd621", dpi=dpi,
+                             width=width_dots or round(4 * dpi),
+                             height=height_dots or round(6 * dpi))
+    try:
+        safe, adaptations = preview_safe(zpl)
+        document = zplkit.render(safe, options)
+        if not document.labels:
+            raise PreviewError("no ^XA...^XZ label to preview")
+        png = document.labels[0].png()
+    except ValueError as exc:  # ParseError / RenderError / OutputError are ValueErrors
+        if isinstance(exc, PreviewError):
+            raise
+        raise PreviewError(f"preview failed: {exc}") from exc
+    if len(document.labels) > 1:
+        adaptations.append(f"preview shows label 1 of {len(document.labels)}")
+    return png, adaptations

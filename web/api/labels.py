@@ -1,0 +1,137 @@
+"""Labels: templates, previews from the exact ZPL, jobs, reprints, and the station pull API."""
+from flask import Blueprint, Response
+
+from printers import PreviewError, preview_png
+
+from ..auth import require
+from ..errors import Conflict, NotFound, field_error
+from ..extensions import db
+from ..openapi import spec
+from ..services import label_templates as tpl
+from ..services import labels as svc
+from . import actor
+from .label_schemas import (AckIn, LabelJobOut, LabelJobPage, LabelJobQuery, PreviewIn,
+                            TemplateIn, TemplateList, TemplateOut)
+from .schemas import ReasonIn
+
+bp = Blueprint("labels", __name__, url_prefix="/api/v1")
+
+
+def _png(zpl: bytes, dpi: int) -> Response:
+    try:
+        png, adaptations = preview_png(zpl, dpi=dpi)
+    except PreviewError as exc:
+        raise field_error("template", f"the label cannot be previewed: {exc}") from None
+    resp = Response(png, mimetype="image/png")
+    if adaptations:  # zplkit needs a preview-safe copy; say exactly what differs from the ZPL
+        resp.headers["X-Preview-Adapted"] = "; ".join(adaptations)[:2000]
+    return resp
+
+
+@bp.get("/labels/templates")
+@require("operator")
+@spec(responses={200: TemplateList}, tags=["labels"])
+def templates():
+    """Every version of every label template."""
+    return {"items": [tpl.template_dict(t) for t in tpl.list_templates()]}
+
+
+@bp.post("/labels/templates")
+@require("admin")
+@spec(body=TemplateIn, responses={201: TemplateOut}, tags=["labels"])
+def add_template(body: TemplateIn):
+    """Add a new version of a label template (old versions stay for their jobs)."""
+    try:
+        t = tpl.add_version(body.name, body.body, [v.model_dump() for v in body.variables],
+                            float(body.width_mm), float(body.height_mm), body.description,
+                            actor())
+    except tpl.TemplateError as exc:
+        raise field_error(exc.field, str(exc)) from None
+    return tpl.template_dict(t), 201
+
+
+@bp.post("/labels/preview")
+@require("operator")
+@spec(body=PreviewIn, responses={200: None}, tags=["labels"])
+def preview(body: PreviewIn):
+    """PNG of a template rendered with data, from the exact ZPL that would be sent."""
+    try:
+        t = tpl.get_template(body.template, body.version)
+        zpl = tpl.render(t, body.data, tpl.Profile(dpi=body.dpi))
+    except tpl.TemplateNotFound as exc:
+        raise field_error("template", str(exc)) from None
+    except tpl.TemplateError as exc:
+        raise field_error(exc.field, str(exc)) from None
+    finally:
+        db.session.commit()  # built-in templates may have been created on first use
+    resp = _png(zpl, body.dpi)
+    resp.headers["X-Template-Version"] = str(t.version)
+    resp.headers["X-ZPL-SHA256"] = tpl.sha256(zpl)
+    return resp
+
+
+def _job(job_id: int):
+    try:
+        return svc.get_job(job_id)
+    except svc.JobNotFound:
+        raise NotFound(f"unknown label job {job_id}") from None
+
+
+@bp.get("/labels/jobs")
+@require("operator")
+@spec(query=LabelJobQuery, responses={200: LabelJobPage}, tags=["labels"])
+def jobs(query: LabelJobQuery):
+    """List label jobs by state, printer and lot (newest first)."""
+    rows, nxt = svc.list_jobs(query.state, query.printer, query.lot_no, query.cursor, query.limit)
+    return {"items": [svc.job_dict(j) for j in rows], "next_cursor": nxt}
+
+
+@bp.get("/labels/jobs/<int:job_id>")
+@require("operator")
+@spec(responses={200: LabelJobOut}, tags=["labels"])
+def job(job_id: int):
+    """One label job with its exact ZPL and sha256."""
+    return svc.job_dict(_job(job_id), with_zpl=True)
+
+
+@bp.get("/labels/jobs/<int:job_id>/preview.png")
+@require("operator")
+@spec(responses={200: None}, tags=["labels"])
+def job_preview(job_id: int):
+    """PNG of the job's exact ZPL."""
+    j = _job(job_id)
+    return _png(j.zpl.encode("ascii"), svc.printer_profile(j.printer_uri).dpi)
+
+
+@bp.post("/labels/jobs/<int:job_id>/reprint")
+@require("supervisor")
+@spec(body=ReasonIn, responses={201: LabelJobOut}, tags=["labels"])
+def reprint(job_id: int, body: ReasonIn):
+    """Print a job again on purpose: a new job linked to the original, audited."""
+    _job(job_id)
+    return svc.job_dict(svc.reprint(job_id, body.reason, actor()), with_zpl=True), 201
+
+
+@bp.get("/stations/<code>/labels/next")
+@require("operator")
+@spec(responses={200: LabelJobOut, 204: None}, tags=["labels"])
+def station_next(code: str):
+    """The next label for a station:// printer (the station app prints it locally)."""
+    try:
+        j = svc.next_for_station(code)
+    except LookupError:
+        raise NotFound(f"unknown station {code!r}") from None
+    return ("", 204) if j is None else svc.job_dict(j, with_zpl=True)
+
+
+@bp.post("/stations/<code>/labels/<int:job_id>/ack")
+@require("operator")
+@spec(body=AckIn, responses={200: LabelJobOut}, tags=["labels"])
+def station_ack(code: str, job_id: int, body: AckIn):
+    """The station reports whether its printer printed a pulled job."""
+    try:
+        return svc.job_dict(svc.ack(code, job_id, body.printed, body.printer_reason, actor()))
+    except svc.JobNotFound:
+        raise NotFound(f"unknown label job {job_id} for station {code!r}") from None
+    except svc.JobStateError as exc:
+        raise Conflict(str(exc)) from None

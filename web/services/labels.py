@@ -1,0 +1,235 @@
+"""Label jobs: created with accepted completions, printed once per job, reprinted on purpose.
+
+States: queued -> (waiting_printer <->) -> sent -> printed | failed. A job is marked ``sent`` and
+committed *before* its bytes go to the printer, so a crash mid-send can never print it twice:
+whatever happened, a ``sent`` job is only printed again by an explicit reprint. Retries are
+scheduled through the job's outbox message (durable, unlike countdown tasks in the broker).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import Completion, LabelJob, Lot, OutboxMessage, Printer, Station, utcnow
+from . import label_templates as tpl
+from .audit import WORKER, Actor, record
+from .outbox import enqueue
+from .pagination import page
+
+log = logging.getLogger(__name__)
+
+PRINT_TASK, PRINT_QUEUE = "labels.print", "printing"
+STATION_PULL = "station://"
+TERMINAL = ("sent", "printed", "failed")
+
+
+class JobNotFound(LookupError):
+    """No label job with this id."""
+
+
+class JobStateError(ValueError):
+    """The job's state does not allow this."""
+
+
+def dedup_key(job_id: int) -> str:
+    """The outbox key of a job's print message."""
+    return f"label:{job_id}"
+
+
+def printer_profile(uri: str) -> tpl.Profile:
+    """The printer's profile (203 dpi and the template's size unless configured)."""
+    p = db.session.scalar(select(Printer).where(Printer.uri == uri))
+    if p is None:
+        return tpl.Profile()
+    return tpl.Profile(p.dpi, p.width_dots, p.length_dots, p.darkness)
+
+
+def label_data(template_name: str, lot: Lot, serial: str | None) -> dict:
+    """The template variables for a lot (and unit), from the records, never from the client."""
+    day = datetime.now().astimezone().strftime("%Y-%m-%d")
+    data = {"product_code": lot.product.code, "product_name": lot.product.name[:40],
+            "lot_no": lot.lot_no, "date": day}
+    if template_name == "unit":
+        data["serial"] = serial
+    else:
+        data["quantity"] = lot.qty_good
+    if template_name == "lot":
+        data["routing"] = " > ".join(s.code for s in sorted(lot.revision.steps,
+                                                             key=lambda s: s.seq))
+    return data
+
+
+def create_job(template_name: str, data: dict, printer_uri: str, *, lot_id=None,
+               station_id=None, completion_id=None, unit_serial=None, copies: int = 1,
+               reason: str = "first_print", reprint_reason=None, reprint_of=None,
+               version: int | None = None, actor: Actor = WORKER) -> LabelJob:
+    """Render and store one job in the current transaction, with its print message."""
+    template = tpl.get_template(template_name, version)
+    zpl = tpl.render(template, data, printer_profile(printer_uri), copies)
+    job = LabelJob(template_name=template.name, template_version=template.version, data=data,
+                   zpl=zpl.decode("ascii"), zpl_sha256=tpl.sha256(zpl), printer_uri=printer_uri,
+                   station_id=station_id, lot_id=lot_id, completion_id=completion_id,
+                   unit_serial=unit_serial, copies=copies, reason=reason,
+                   reprint_reason=reprint_reason, reprint_of=reprint_of, state="queued",
+                   created_by=actor.name)
+    db.session.add(job)
+    db.session.flush()
+    if not printer_uri.startswith(STATION_PULL):  # the station app pulls its own jobs
+        enqueue(PRINT_TASK, [job.id], PRINT_QUEUE, dedup_key(job.id))
+    record(actor, "label.queued" if reason == "first_print" else "label.reprint", "label_job",
+           job.id, lot_id=lot_id, after={"template": f"{template.name}:{template.version}",
+                                         "printer": printer_uri, "sha256": job.zpl_sha256,
+                                         "serial": unit_serial, "reason": reprint_reason})
+    return job
+
+
+def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: int) -> None:
+    """Queue the labels an accepted completion earns at a step that names a template."""
+    name = step.label_template
+    if not name or good <= 0:
+        return
+    if not station.printer_uri:
+        record(WORKER, "label.skipped", "completion", c.id, lot_id=lot.id,
+               after={"reason": f"station {station.code} has no printer"})
+        return
+    if name == "unit":
+        if c.unit_serial:
+            serials = [c.unit_serial]
+        else:  # a lot-level completion labels the units that had not passed this step yet
+            passed = set(db.session.scalars(select(Completion.unit_serial).where(
+                Completion.lot_id == lot.id, Completion.step == c.step,
+                Completion.status == "accepted", Completion.unit_serial.is_not(None))))
+            serials = [u.serial for u in lot.units
+                       if u.status == "ok" and u.serial not in passed][:good]
+        if not serials:  # a unit label without a unit serial would be a wrong label
+            record(WORKER, "label.skipped", "completion", c.id, lot_id=lot.id,
+                   after={"reason": "unit label needs unit serials; the lot has none"})
+            return
+    else:
+        serials = [None]
+    for serial in serials:
+        create_job(name, label_data(name, lot, serial), station.printer_uri, lot_id=lot.id,
+                   station_id=station.id, completion_id=c.id, unit_serial=serial)
+
+
+def reschedule(job_id: int, seconds: float) -> None:
+    """Publish the job's print message again after ``seconds`` (durably, via the outbox)."""
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key(job_id))
+                       .values(available_at=utcnow() + timedelta(seconds=seconds),
+                               dispatched_at=None))
+
+
+def reprint(job_id: int, reason: str, actor: Actor) -> LabelJob:
+    """A new job with the same template version and data, linked to the original; audited."""
+    original = get_job(job_id)
+    job = create_job(original.template_name, original.data, original.printer_uri,
+                     lot_id=original.lot_id, station_id=original.station_id,
+                     completion_id=original.completion_id, unit_serial=original.unit_serial,
+                     copies=original.copies, reason="reprint", reprint_reason=reason,
+                     reprint_of=original.id, version=original.template_version, actor=actor)
+    db.session.commit()
+    return job
+
+
+def ensure_print_messages() -> int:
+    """Give every pending device job a print message again (self-healing for labels.retry)."""
+    pending = db.session.scalars(select(LabelJob.id).where(
+        LabelJob.state.in_(("queued", "waiting_printer")),
+        ~LabelJob.printer_uri.startswith(STATION_PULL))).all()
+    have = set(db.session.scalars(select(OutboxMessage.dedup_key).where(
+        OutboxMessage.dedup_key.in_([dedup_key(i) for i in pending])))) if pending else set()
+    missing = [i for i in pending if dedup_key(i) not in have]
+    for job_id in missing:
+        enqueue(PRINT_TASK, [job_id], PRINT_QUEUE, dedup_key(job_id))
+    db.session.commit()
+    return len(missing)
+
+
+def get_job(job_id: int) -> LabelJob:
+    """The job with this id."""
+    job = db.session.get(LabelJob, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def list_jobs(state: str | None, printer: str | None, lot_no: str | None, cursor, limit: int):
+    """A page of jobs, newest first."""
+    stmt = select(LabelJob)
+    if state:
+        stmt = stmt.where(LabelJob.state == state)
+    if printer:
+        stmt = stmt.where(LabelJob.printer_uri == printer)
+    if lot_no:
+        stmt = stmt.join(Lot, Lot.id == LabelJob.lot_id).where(Lot.lot_no == lot_no)
+    return page(db.session, stmt, LabelJob.id, cursor, limit)
+
+
+def lot_jobs(lot_id: int) -> list[LabelJob]:
+    """Every label job of a lot, oldest first (for the DHR)."""
+    return list(db.session.scalars(select(LabelJob).where(LabelJob.lot_id == lot_id)
+                                   .order_by(LabelJob.id)))
+
+
+def next_for_station(code: str) -> LabelJob | None:
+    """Hand the oldest queued job of a ``station://`` printer to its station app (marks it sent)."""
+    station = db.session.scalar(select(Station).where(Station.code == code))
+    if station is None:
+        raise LookupError(code)
+    stmt = (select(LabelJob).where(LabelJob.station_id == station.id,
+                                   LabelJob.printer_uri.startswith(STATION_PULL),
+                                   LabelJob.state.in_(("queued", "waiting_printer")))
+            .order_by(LabelJob.id).limit(1))
+    if db.session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    job = db.session.scalar(stmt)
+    if job is None:
+        db.session.rollback()
+        return None
+    job.state, job.sent_at, job.attempts = "sent", utcnow(), job.attempts + 1
+    record(WORKER, "label.sent", "label_job", job.id, lot_id=job.lot_id,
+           after={"printer": job.printer_uri, "station": code})
+    db.session.commit()
+    return job
+
+
+def ack(code: str, job_id: int, printed: bool, printer_reason: str | None, actor: Actor):
+    """The station reports what its printer did with a job it pulled."""
+    job = get_job(job_id)
+    station = db.session.scalar(select(Station).where(Station.code == code))
+    if station is None or job.station_id != station.id:
+        raise JobNotFound(job_id)
+    if job.state != "sent":
+        raise JobStateError(f"job {job_id} is {job.state}, not sent")
+    job.state = "printed" if printed else "failed"
+    job.printed_at = utcnow() if printed else None
+    job.printer_reason = printer_reason
+    record(actor, f"label.{job.state}", "label_job", job.id, lot_id=job.lot_id,
+           after={"printer_reason": printer_reason})
+    db.session.commit()
+    return job
+
+
+def job_dict(job: LabelJob, with_zpl: bool = False) -> dict:
+    """A label job as the API shows it."""
+    out = {"id": job.id, "state": job.state, "template": job.template_name,
+           "template_version": job.template_version, "data": job.data,
+           "zpl_sha256": job.zpl_sha256, "printer": job.printer_uri, "copies": job.copies,
+           "reason": job.reason, "reprint_reason": job.reprint_reason,
+           "reprint_of": job.reprint_of, "unit_serial": job.unit_serial,
+           "completion_id": job.completion_id, "attempts": job.attempts,
+           "printer_reason": job.printer_reason, "error": job.error,
+           "created_at": job.created_at.isoformat(),
+           "sent_at": job.sent_at.isoformat() if job.sent_at else None,
+           "printed_at": job.printed_at.isoformat() if job.printed_at else None}
+    if with_zpl:
+        out["zpl"] = job.zpl
+    return out
+
+
+__all__ = ["create_job", "jobs_for_completion", "reprint", "get_job", "list_jobs", "lot_jobs",
+           "next_for_station", "ack", "job_dict", "reschedule", "printer_profile",
+           "ensure_print_messages"]

@@ -1,0 +1,173 @@
+"""Delivering label jobs to printers: one writer per printer, in job order, never twice."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from flask import current_app
+from sqlalchemy import select, text, update
+
+from printers import Printer, PrinterError, printer_for_uri
+
+from ..extensions import db
+from ..models import LabelJob, Printer as PrinterRow, utcnow
+from .audit import WORKER, record
+from .labels import TERMINAL, dedup_key, reschedule
+from .outbox import done
+
+log = logging.getLogger(__name__)
+PRINTER_LOCK_NS = 7302
+
+
+@contextmanager
+def printer_lock(uri: str):
+    """Hold the printer's lock for this block; yields False when another worker holds it."""
+    key = int.from_bytes(hashlib.sha256(uri.encode()).digest()[:4], "big", signed=True)
+    if db.engine.dialect.name == "postgresql":
+        # A session-level lock on its own connection: it outlives the commits made per job and
+        # vanishes with the connection if this worker dies.
+        with db.engine.connect() as conn:
+            got = conn.scalar(text("SELECT pg_try_advisory_lock(:ns, :k)"),
+                              {"ns": PRINTER_LOCK_NS, "k": key})
+            conn.commit()
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"),
+                                 {"ns": PRINTER_LOCK_NS, "k": key})
+                    conn.commit()
+        return
+    lock_dir = Path(current_app.config["NEUROHUB_DATA_DIR"]) / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"printer-{key & 0xffffffff:08x}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _note_status(uri: str, status: str, reasons: list[str]) -> None:
+    db.session.execute(update(PrinterRow).where(PrinterRow.uri == uri).values(
+        status=status, status_reasons=reasons, checked_at=utcnow()))
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(2 ** max(attempts - 1, 0), 30))
+
+
+def print_job(job_id: int, open_printer: Callable[[str], Printer] = printer_for_uri) -> str | None:
+    """Deliver this job and every earlier pending job of its printer; returns the job's state."""
+    job = db.session.get(LabelJob, job_id)
+    if job is None:
+        db.session.rollback()
+        return None
+    if job.state in TERMINAL:
+        done([dedup_key(job_id)])
+        db.session.commit()
+        return job.state
+    uri = job.printer_uri
+    db.session.rollback()
+    with printer_lock(uri) as got:
+        if not got:  # another worker is printing on it and will reach this job in order
+            reschedule(job_id, 1.0)
+            db.session.commit()
+            return "busy"
+        return _deliver(uri, job_id, open_printer)
+
+
+def _deliver(uri: str, job_id: int, open_printer) -> str:
+    jobs = list(db.session.scalars(select(LabelJob).where(
+        LabelJob.printer_uri == uri, LabelJob.state.in_(("queued", "waiting_printer")),
+        LabelJob.id <= job_id).order_by(LabelJob.id)))
+    max_attempts = current_app.config["LABEL_MAX_ATTEMPTS"]
+    try:
+        printer = open_printer(uri)
+    except ValueError as exc:  # a URI we cannot print to: no retry will help
+        for j in jobs:
+            _fail(j, str(exc))
+        db.session.commit()
+        return _state(job_id)
+    try:
+        try:
+            status = printer.status()
+        except PrinterError as exc:  # unreachable, or no/short answer to ~HS: a fault
+            _note_status(uri, "offline", [type(exc).__name__])
+            for j in jobs:
+                j.attempts += 1
+                j.printer_reason = f"{type(exc).__name__}: {exc}"[:200]
+                if j.attempts >= max_attempts:
+                    _fail(j, f"printer not reachable after {j.attempts} attempts: {exc}")
+                else:
+                    reschedule(j.id, _backoff(j.attempts))
+            db.session.commit()
+            return _state(job_id)
+        if not status.ready:
+            reason = ",".join(status.reasons) or "not_ready"
+            _note_status(uri, "not_ready", status.reasons)
+            for j in jobs:
+                if j.state != "waiting_printer" or j.printer_reason != reason:
+                    record(WORKER, "label.waiting_printer", "label_job", j.id, lot_id=j.lot_id,
+                           after={"reason": reason})
+                j.state, j.printer_reason = "waiting_printer", reason
+                reschedule(j.id, 5.0)  # an operator fixes paper or head; check again soon
+            db.session.commit()
+            return _state(job_id)
+        _note_status(uri, "ready", [])
+        for j in jobs:
+            if not _send_one(printer, j):
+                for rest in jobs[jobs.index(j) + 1:]:
+                    reschedule(rest.id, _backoff(rest.attempts + 1))
+                db.session.commit()
+                break
+        return _state(job_id)
+    finally:
+        printer.close()
+
+
+def _send_one(printer: Printer, job: LabelJob) -> bool:
+    """Mark sent (committed), send, then confirm; False when the printer broke off."""
+    job.state, job.sent_at, job.attempts = "sent", utcnow(), job.attempts + 1
+    job.printer_reason = None
+    done([dedup_key(job.id)])
+    record(WORKER, "label.sent", "label_job", job.id, lot_id=job.lot_id,
+           after={"printer": job.printer_uri, "sha256": job.zpl_sha256})
+    db.session.commit()  # from here on, never sent again automatically
+    try:
+        printer.send(job.zpl.encode("ascii"), job_id=f"job-{job.id}")
+        status = printer.status()
+    except PrinterError as exc:
+        job.error = (f"{type(exc).__name__} during or after sending: {exc}. Not re-sent "
+                     "automatically; reprint if no label came out")[:2000]
+        record(WORKER, "label.send_error", "label_job", job.id, lot_id=job.lot_id,
+               after={"error": job.error[:200]})
+        db.session.commit()
+        return False
+    if status.ready:
+        job.state, job.printed_at = "printed", utcnow()
+        record(WORKER, "label.printed", "label_job", job.id, lot_id=job.lot_id,
+               after={"printer": job.printer_uri})
+    else:  # it got the bytes but reports a fault: a person must look at the label
+        job.printer_reason = ",".join(status.reasons)
+    db.session.commit()
+    return status.ready
+
+
+def _fail(job: LabelJob, error: str) -> None:
+    job.state, job.error = "failed", error[:2000]
+    done([dedup_key(job.id)])
+    record(WORKER, "label.failed", "label_job", job.id, lot_id=job.lot_id,
+           after={"error": error[:200]})
+
+
+def _state(job_id: int) -> str:
+    return db.session.scalar(select(LabelJob.state).where(LabelJob.id == job_id))
