@@ -52,6 +52,8 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "OUTBOX_RELAY_INTERVAL": (0.05, float),
     "DB_POOL_SIZE": (10, int),
     "LABEL_MAX_ATTEMPTS": (5, int),
+    "PRINTER_CONNECT_TIMEOUT": (3.0, float),
+    "PRINTER_STATUS_TIMEOUT": (2.0, float),
     "PRINTER_SIM_PORT": (9100, int),
     "FLOWER_BASIC_AUTH": (None, str),
     "WEB_WORKERS": (2, int),

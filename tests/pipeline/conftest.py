@@ -12,7 +12,7 @@ class Pipeline:
 
     def __init__(self, env, log_dir):
         self.env, self.log_dir = env, log_dir
-        self.worker = celery_worker(env, log_dir)
+        self.worker = celery_worker(env, log_dir, queues="completions,default,printing")
         self.relay = relay(env, log_dir)
 
     def logs(self) -> str:

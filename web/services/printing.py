@@ -65,7 +65,16 @@ def _backoff(attempts: int) -> float:
     return float(min(2 ** max(attempts - 1, 0), 30))
 
 
-def print_job(job_id: int, open_printer: Callable[[str], Printer] = printer_for_uri) -> str | None:
+def open_printer(uri: str) -> Printer:
+    """The backend for a printer URI, with the configured network timeouts for tcp://."""
+    if uri.startswith("tcp://"):
+        cfg = current_app.config
+        return printer_for_uri(uri, connect_timeout=cfg["PRINTER_CONNECT_TIMEOUT"],
+                               status_timeout=cfg["PRINTER_STATUS_TIMEOUT"])
+    return printer_for_uri(uri)
+
+
+def print_job(job_id: int, open_printer: Callable[[str], Printer] = open_printer) -> str | None:
     """Deliver this job and every earlier pending job of its printer; returns the job's state."""
     job = db.session.get(LabelJob, job_id)
     if job is None:
@@ -106,7 +115,8 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
                 j.attempts += 1
                 j.printer_reason = f"{type(exc).__name__}: {exc}"[:200]
                 if j.attempts >= max_attempts:
-                    _fail(j, f"printer not reachable after {j.attempts} attempts: {exc}")
+                    _fail(j, f"printer not reachable after {j.attempts} attempts: "
+                             f"{type(exc).__name__}: {exc}")
                 else:
                     reschedule(j.id, _backoff(j.attempts))
             db.session.commit()

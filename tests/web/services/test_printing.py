@@ -1,0 +1,170 @@
+"""Delivering label jobs to a simulated Zebra on a real TCP port: once, in order, through faults."""
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from printers import PrinterSimulator
+from web.models import AuditEvent, LabelJob, OutboxMessage
+from web.services import completions, labels, printing
+from web.services.audit import Actor
+from web.services.processing import process_completion
+
+ROUTING = [{"step": "PACK", "name": "Packing", "label_template": "unit"}]
+
+
+@pytest.fixture()
+def sim():
+    s = PrinterSimulator(port=0, render=False).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def make_jobs(app, db, factory, sim):
+    """make_jobs(n) -> ids of n queued unit-label jobs on the simulator's printer."""
+    uid, name = factory.user("operator")
+    product = factory.product(routing=ROUTING)
+    station = factory.station(steps=["PACK"], printer_uri=f"tcp://127.0.0.1:{sim.port}")
+
+    def make(n, lot_quantity=None):
+        serials = [f"SN-{uuid.uuid4().hex[:8]}-{i:03d}" for i in range(lot_quantity or n)]
+        lot = factory.lot(product, quantity=len(serials), serials=serials)
+        with app.app_context():
+            cid = completions.submit({"lot_no": lot, "step": "PACK", "station": station,
+                                      "qty_good": n} if n < len(serials) else
+                                     {"lot_no": lot, "step": "PACK", "station": station},
+                                     uuid.uuid4().hex, Actor(uid, name)).id
+            assert process_completion(cid) == "accepted"
+            return list(db.session.scalars(
+                select(LabelJob.id).where(LabelJob.completion_id == cid).order_by(LabelJob.id)))
+    return make
+
+
+def state(app, job_id):
+    with app.app_context():
+        j = labels.get_job(job_id)
+        return j.state, j.printer_reason
+
+
+def test_accepted_completion_prints_one_label_per_unit_exactly_once(app, db, sim, make_jobs):
+    ids = make_jobs(3)
+    assert len(ids) == 3
+    with app.app_context():
+        assert printing.print_job(ids[-1]) == "printed"  # takes the earlier ones along, in order
+        for i in ids:
+            assert printing.print_job(i) == "printed"  # redelivery: nothing is sent again
+        jobs = [labels.get_job(i) for i in ids]
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert sim.label_count == 3
+    # The simulator keeps each label from ^XA to ^XZ: the bytes the job recorded, nothing else.
+    assert [lbl.zpl for lbl in sim.labels()] == [j.zpl.encode().strip() for j in jobs]
+    assert all(j.unit_serial.encode() in lbl.zpl for j, lbl in zip(jobs, sim.labels()))
+
+
+def test_paper_out_waits_then_prints_exactly_once(app, db, sim, make_jobs):
+    (job,) = make_jobs(1)
+    sim.set_fault("paper_out")
+    with app.app_context():
+        assert printing.print_job(job) == "waiting_printer"
+        assert printing.print_job(job) == "waiting_printer"
+    assert state(app, job) == ("waiting_printer", "paper_out") and sim.label_count == 0
+    with app.app_context():
+        msg = db.session.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key ==
+                                                            f"label:{job}"))
+        assert msg is not None and msg.dispatched_at is None  # retry is scheduled, durably
+        waits = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "label.waiting_printer"))
+        assert waits == 1  # the same reason twice is one event
+    sim.clear_faults()
+    with app.app_context():
+        assert printing.print_job(job) == "printed"
+        assert printing.print_job(job) == "printed"
+    assert sim.label_count == 1
+
+
+@pytest.mark.parametrize("fault", ["head_open", "paused", "ribbon_out"])
+def test_every_printer_fault_is_a_reason_to_wait(app, db, sim, make_jobs, fault):
+    (job,) = make_jobs(1)
+    sim.set_fault(fault)
+    with app.app_context():
+        printing.print_job(job)
+    assert state(app, job) == ("waiting_printer", fault) and sim.label_count == 0
+
+
+def test_offline_printer_is_never_treated_as_printed(app, db, sim, make_jobs):
+    (job,) = make_jobs(1)
+    sim.set_fault("offline")  # accepts the connection, never answers ~HS
+    app.config["LABEL_MAX_ATTEMPTS"] = 3
+    try:
+        with app.app_context():
+            assert printing.print_job(job) == "queued"
+            assert printing.print_job(job) == "queued"
+            assert printing.print_job(job) == "failed"
+            j = labels.get_job(job)
+            assert j.attempts == 3 and "PrinterOffline" in j.error
+    finally:
+        app.config["LABEL_MAX_ATTEMPTS"] = 5
+    assert sim.label_count == 0
+
+
+def test_unreachable_printer_retries_with_backoff(app, db, sim, make_jobs):
+    (job,) = make_jobs(1)
+    sim.set_fault("down")  # connection refused
+    with app.app_context():
+        assert printing.print_job(job) == "queued"
+        j = labels.get_job(job)
+        assert j.attempts == 1 and "PrinterUnreachable" in j.printer_reason
+        msg = db.session.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key ==
+                                                            f"label:{job}"))
+        assert msg.available_at > j.created_at
+    sim.clear_faults()
+    with app.app_context():
+        assert printing.print_job(job) == "printed"
+    assert sim.label_count == 1
+
+
+def test_fifty_jobs_printed_concurrently_arrive_whole_and_in_order(app, db, sim, make_jobs):
+    ids = make_jobs(50)
+    results = []
+
+    def worker(job_id):
+        with app.app_context():
+            for _ in range(200):  # a busy printer answers "busy": come back like a redelivery
+                r = printing.print_job(job_id)
+                if r != "busy":
+                    results.append(r)
+                    return
+                threading.Event().wait(0.01)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in reversed(ids)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sim.label_count == 50
+    with app.app_context():
+        serials = [labels.get_job(i).unit_serial for i in ids]
+    printed = [lbl.zpl for lbl in sim.labels()]
+    assert all(p.count(b"^XA") == 1 and p.count(b"^XZ") == 1 for p in printed)
+    order = [next(k for k, s in enumerate(serials) if s.encode() in p) for p in printed]
+    assert order == list(range(50))  # job order, whatever order the workers ran in
+    assert set(results) == {"printed"}
+
+
+def test_station_pull_jobs_are_not_sent_by_workers(app, db, factory):
+    uid, name = factory.user("operator")
+    product = factory.product(routing=ROUTING)
+    station = factory.station(steps=["PACK"], printer_uri="station://")
+    lot = factory.lot(product, quantity=1, serials=["SN-PULL-1"])
+    with app.app_context():
+        cid = completions.submit({"lot_no": lot, "step": "PACK", "station": station},
+                                 uuid.uuid4().hex, Actor(uid, name)).id
+        process_completion(cid)
+        job = db.session.scalar(select(LabelJob).where(LabelJob.completion_id == cid))
+        assert job.state == "queued"
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+        pulled = labels.next_for_station(station)
+        assert pulled.id == job.id and pulled.state == "sent"
+        assert labels.next_for_station(station) is None
