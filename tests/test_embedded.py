@@ -23,7 +23,10 @@ def _ready(base):
 def test_neurohub_up_with_empty_environment_serves_processes_and_stops(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
            "LANG": "C.UTF-8"}  # nothing else: no database, broker or secret configured
-    port = free_port()
+    port, sim_port = free_port(), free_port()
+    while sim_port + 1 == port:
+        sim_port = free_port()
+    env["PRINTER_SIM_PORT"] = str(sim_port)  # the control endpoint listens on sim_port + 1
     up = Proc("up", [sys.executable, "-m", "web.cli", "up", "--port", str(port)], env, tmp_path,
               cwd=tmp_path).start()
     base = f"http://127.0.0.1:{port}"
@@ -55,6 +58,12 @@ def test_neurohub_up_with_empty_environment_serves_processes_and_stops(tmp_path)
         lot_now = requests.get(f"{base}/api/v1/lots/{lot['lot_no']}", headers=auth,
                                timeout=10).json()
         assert lot_now["current_step"] == "FLASH"
+        # SMT names the lot traveler template: one label reaches the simulator, stored on disk.
+        sim = f"http://127.0.0.1:{sim_port + 1}/status"
+        wait_until(lambda: requests.get(sim, timeout=5).json()["label_count"] == 1, 60, 0.3,
+                   f"the lot label at the simulator\n{up.output()}")
+        stored = sorted((data / "printed-labels").glob("*.zpl"))
+        assert len(stored) == 1 and lot["lot_no"].encode() in stored[0].read_bytes()
         # Ctrl-C: the supervisor stops every child and exits cleanly.
         os.kill(up.proc.pid, signal.SIGINT)
         assert up.proc.wait(60) == 0, up.output()
