@@ -16,7 +16,12 @@ ROUTES = {
     "storage.*": {"queue": "io"},
 }
 
-TASK_MODULES = ("tasks.completions", "tasks.labels", "tasks.outbox")
+def task_modules() -> tuple[str, ...]:
+    """Every module of the ``tasks`` package: adding a task module needs no registration."""
+    import pkgutil
+
+    import tasks
+    return tuple(f"tasks.{m.name}" for m in pkgutil.iter_modules(tasks.__path__))
 
 # Longest task hard limit is well under this, so a healthy task is never redelivered mid-run.
 VISIBILITY_TIMEOUT = 3600
@@ -58,7 +63,7 @@ def celery_settings(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = 
         "worker_send_task_events": True,
         "task_send_sent_event": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "imports": TASK_MODULES,
+        "imports": task_modules(),
         "beat_schedule": build_schedule(environ),
         "timezone": "UTC",
     }
