@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import (BaseModel, Field, StrictBool, StrictFloat, StrictInt, ValidationError,
+                      WrapValidator)
+from pydantic_core import PydanticCustomError
 
 from .schemas import LotNo, Strict
 
@@ -46,12 +48,24 @@ class TemplateIn(Strict):
     description: Annotated[str, Field(max_length=500)] | None = None
 
 
+def _text_or_int(value, handler):
+    """One error per value, under the variable's own name."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("label_value", "must be text or an integer") from None
+
+
+LabelValue = Annotated[Annotated[str, Field(max_length=500)] | StrictInt,
+                       WrapValidator(_text_or_int)]
+
+
 class PreviewIn(Strict):
     """Render a template with data to PNG, exactly as it would be sent."""
 
     template: Annotated[str, Field(min_length=1, max_length=64)]
     version: Annotated[StrictInt, Field(ge=1)] | None = None
-    data: dict[str, str | int]
+    data: dict[Annotated[str, Field(max_length=64)], LabelValue]
     dpi: Literal[203, 300, 600] = 203
 
 

@@ -92,8 +92,10 @@ def check_body(body: str, variables: list[dict]) -> None:
     unknown = sorted({name for name, _ in slots} - declared)
     if unknown:
         raise TemplateError(f"slots without a declared variable: {', '.join(unknown)}", "body")
-    if re.search(r"\^XA|\^XZ", body):
+    if re.search(r"\^X[AZ]", body, re.I):  # printers read commands case-insensitively
         raise TemplateError("the body must not contain ^XA or ^XZ (added when rendering)", "body")
+    if re.search(r"~[A-Za-z]{2}", SLOT.sub("", body)):  # ~ commands act at once (~JR resets)
+        raise TemplateError("control commands (~...) are not allowed in a label template", "body")
 
 
 def dots(mm: float, dpi: int) -> int:
@@ -147,7 +149,8 @@ def render(template: LabelTemplate, data: dict, profile: Profile = Profile(),
     if profile.darkness is not None:
         head += f"^MD{profile.darkness}\n"
     tail = f"^PQ{copies},0,1,Y\n" if copies > 1 else ""
-    return (head + body.strip() + "\n" + tail + "^XZ\n").encode("ascii")
+    # Ends exactly at ^XZ: what the printer stores is byte for byte what the sha256 covers.
+    return (head + body.strip() + "\n" + tail + "^XZ").encode("ascii")
 
 
 def sha256(zpl: bytes) -> str:
@@ -196,10 +199,20 @@ def get_template(name: str, version: int | None = None) -> LabelTemplate:
     return tpl
 
 
+# What the worker can fill in for a label (web.services.labels.label_data).
+SUPPLIED = {"product_code", "product_name", "lot_no", "date", "serial", "quantity", "routing"}
+
+
 def add_version(name: str, body: str, variables: list[dict], width_mm: float, height_mm: float,
                 description: str | None, actor: Actor) -> LabelTemplate:
     """Add a new version of a template (admin); audited."""
     check_body(body, variables)
+    missing = sorted(v["name"] for v in variables
+                     if v.get("required", True) and v["name"] not in SUPPLIED)
+    if missing:  # the worker could never fill them: every completion at that step would fail
+        raise TemplateError(f"required variables no completion can supply: {', '.join(missing)}"
+                            f" (available: {', '.join(sorted(SUPPLIED))})", "variables")
+    latest_template(name)  # a built-in is version 1 before any admin version
     current = db.session.scalar(select(func.max(LabelTemplate.version)).where(
         LabelTemplate.name == name)) or 0
     tpl = LabelTemplate(name=name, version=current + 1, body=body, variables=variables,

@@ -68,6 +68,8 @@ def create_job(template_name: str, data: dict, printer_uri: str, *, lot_id=None,
                version: int | None = None, actor: Actor = WORKER) -> LabelJob:
     """Render and store one job in the current transaction, with its print message."""
     template = tpl.get_template(template_name, version)
+    declared = {v["name"] for v in template.variables}
+    data = {k: v for k, v in data.items() if k in declared}  # a template may use fewer fields
     zpl = tpl.render(template, data, printer_profile(printer_uri), copies)
     job = LabelJob(template_name=template.name, template_version=template.version, data=data,
                    zpl=zpl.decode("ascii"), zpl_sha256=tpl.sha256(zpl), printer_uri=printer_uri,
@@ -111,8 +113,14 @@ def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: i
     else:
         serials = [None]
     for serial in serials:
-        create_job(name, label_data(name, lot, serial), station.printer_uri, lot_id=lot.id,
+        create_job(name, label_data(name, lot, serial), printer_key(station), lot_id=lot.id,
                    station_id=station.id, completion_id=c.id, unit_serial=serial)
+
+
+def printer_key(station: Station) -> str:
+    """The printer a station's jobs go to: ``station://`` printers are one per station."""
+    uri = station.printer_uri or ""
+    return f"{STATION_PULL}{station.code}" if uri.startswith(STATION_PULL) else uri
 
 
 def reschedule(job_id: int, seconds: float) -> None:

@@ -35,8 +35,9 @@ def create_station(code: str, name: str, steps: list[str], printer_uri: str | No
         raise StationExists(f"station {code!r} already exists")
     station = Station(code=code, name=name, steps=list(steps), printer_uri=printer_uri)
     db.session.add(station)
-    if printer_uri:
-        ensure_printer(printer_uri, printer_profile)
+    if printer_uri:  # station:// printers are one per station (see labels.printer_key)
+        ensure_printer(f"station://{code}" if printer_uri.startswith("station://")
+                       else printer_uri, printer_profile)
     db.session.flush()
     record(actor, "station.created", "station", code,
            after={"name": name, "steps": steps, "printer_uri": printer_uri})
