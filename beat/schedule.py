@@ -1,39 +1,176 @@
 """Periodic tasks: entry -> task name + interval or crontab, each ``expires`` before its next run.
 
-Cron entries can be overridden from the environment (``<NAME>_CRON``, five crontab fields).
+Every entry can be overridden from the environment through its variable (``BACKUP_CRON`` ...):
+five crontab fields (``0 2 * * *``), ``@hourly`` / ``@daily`` / ``@weekly`` / ``@monthly``,
+``@every 10s`` (or ``90``, ``5m``, ``1h``: a fixed interval), or ``off`` to disable the entry.
+
+Beat stamps every message with its *slot*: the scheduled time the run belongs to (an interval's
+start counted from the epoch, or the crontab time at or before the send). Two beat processes, or a
+beat restarted late, produce the same slot for the same run, so the task bodies can refuse a second
+run of one slot. Task names are strings: nothing here imports app code.
 """
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+import re
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Mapping
 
+from celery.beat import BeatLazyFunc
 from celery.schedules import crontab
 
-# name: (task, seconds between runs | crontab fields, cron override variable or None)
-SCHEDULE: dict[str, tuple[str, float | str, str | None]] = {
-    "outbox-sweep": ("outbox.sweep", 5.0, None),
-    "labels-retry": ("labels.retry", 60.0, None),
+# The worker queues (workers.config.QUEUES; a test keeps the two in step). The canary runs on each.
+QUEUES = ("completions", "printing", "io", "default")
+MAX_CRON_EXPIRES = 3600.0  # a nightly run that has waited an hour in the broker is dropped
+_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+            "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_EVERY = re.compile(r"^(?:@every\s+)?(\d+(?:\.\d+)?)\s*([smhd]?)$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One periodic task: what to send, when, and the variable that overrides when."""
+
+    task: str
+    when: str
+    override: str | None = None
+    args: tuple = ()
+    queue: str | None = None  # None: the route of the task name decides
+    slot: bool = True  # pass slot=<ISO time> so the body can run once per scheduled slot
+
+
+def _canaries() -> dict[str, Entry]:
+    return {f"workers-canary-{q}": Entry("workers.canary", "@every 60s", "CANARY_CRON",
+                                         args=(q,), queue=q) for q in QUEUES}
+
+
+SCHEDULE: dict[str, Entry] = {
+    "outbox-sweep": Entry("outbox.sweep", "@every 5s", "OUTBOX_SWEEP_CRON", slot=False),
+    "labels-retry": Entry("labels.retry", "@every 60s", "LABELS_RETRY_CRON", slot=False),
+    "stations-check-heartbeats": Entry("stations.check_heartbeats", "@every 60s",
+                                       "STATION_CHECK_CRON"),
+    **_canaries(),
+    "beat-heartbeat": Entry("beat.heartbeat", "@every 60s", "BEAT_HEARTBEAT_CRON"),
+    "backups-snapshot": Entry("backups.snapshot", "0 2 * * *", "BACKUP_CRON"),
+    "storage-apply-lifecycle": Entry("storage.apply_lifecycle", "30 3 * * *", "LIFECYCLE_CRON"),
+    "backups-restore-drill": Entry("backups.restore_drill", "0 4 * * 0", "RESTORE_DRILL_CRON"),
 }
 
 
-def _crontab(fields: str) -> crontab:
-    minute, hour, dom, month, dow = fields.split()
-    return crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month,
-                   day_of_week=dow)
+class ScheduleError(ValueError):
+    """An override that is neither crontab fields, an alias, an interval nor ``off``."""
+
+
+def parse_when(text: str) -> float | crontab | None:
+    """Seconds (an interval), a crontab, or None for ``off``."""
+    value = text.strip().lower()
+    if value in ("off", "disabled", "none"):
+        return None
+    value = _ALIASES.get(value, value)
+    m = _EVERY.match(value)
+    if m:
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        if seconds <= 0:
+            raise ScheduleError(f"interval must be positive: {text!r}")
+        return seconds
+    fields = value.split()
+    if len(fields) != 5:
+        raise ScheduleError(f"not a schedule: {text!r} (want 5 crontab fields, @daily, "
+                            "@every 10s or off)")
+    minute, hour, dom, month, dow = fields
+    try:
+        return crontab(minute=minute, hour=hour, day_of_month=dom, month_of_year=month,
+                       day_of_week=dow)
+    except ValueError as exc:
+        raise ScheduleError(f"bad crontab {text!r}: {exc}") from None
+
+
+def _matches(c: crontab, t: datetime) -> bool:
+    return (t.minute in c.minute and t.hour in c.hour and t.day in c.day_of_month
+            and t.month in c.month_of_year and t.isoweekday() % 7 in c.day_of_week)
+
+
+def cron_slot(c: crontab, at: datetime, horizon_days: int = 366) -> datetime:
+    """The latest time matching the crontab at or before ``at`` (UTC, whole minutes)."""
+    t = at.astimezone(timezone.utc).replace(second=0, microsecond=0)
+    for _ in range(horizon_days * 1440):
+        if _matches(c, t):
+            return t
+        t -= timedelta(minutes=1)
+    raise ScheduleError(f"crontab {c} has no time in the last {horizon_days} days")
+
+
+def period_of(when: float | crontab) -> float:
+    """Seconds between runs (for a crontab: the shortest gap within the next two weeks)."""
+    if not isinstance(when, crontab):
+        return float(when)
+    t = datetime(2026, 1, 4, tzinfo=timezone.utc)  # a Sunday; any fixed start will do
+    last, gap = None, None
+    for _ in range(14 * 1440):
+        if _matches(when, t):
+            if last is not None:
+                d = (t - last).total_seconds()
+                gap = d if gap is None else min(gap, d)
+            last = t
+        t += timedelta(minutes=1)
+    return gap or 366 * 86400.0
+
+
+def slot_of(when: float | crontab, at: datetime | None = None) -> datetime:
+    """The scheduled slot a run at ``at`` belongs to (interval start or crontab time)."""
+    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    if isinstance(when, crontab):
+        return cron_slot(when, at)
+    period = float(when)
+    start = (at.timestamp() // period) * period
+    return datetime.fromtimestamp(start, tz=timezone.utc)
+
+
+def current_slot(when: float | crontab) -> str:
+    """The slot of a run sent now, as an ISO string (evaluated by beat at every send)."""
+    return slot_of(when).isoformat()
+
+
+def beat_identity() -> str:
+    """host:pid of the beat process sending (to notice a second beat)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def resolve(name: str, environ: Mapping[str, str] | None = None) -> float | crontab | None:
+    """The effective schedule of an entry: its override from the environment, else its default."""
+    env = os.environ if environ is None else environ
+    entry = SCHEDULE[name]
+    raw = env.get(entry.override) if entry.override else None
+    return parse_when(raw if raw not in (None, "") else entry.when)
+
+
+def expires_for(when: float | crontab) -> float:
+    """Seconds a sent run may wait in the broker: always shorter than the period."""
+    period = period_of(when)
+    if isinstance(when, crontab):
+        return min(MAX_CRON_EXPIRES, period * 0.8)
+    return period * 0.8
 
 
 def build_schedule(environ: Mapping[str, str] | None = None) -> dict:
     """Celery's ``beat_schedule`` built from SCHEDULE and the environment overrides."""
-    env = os.environ if environ is None else environ
     out = {}
-    for name, (task, when, override) in SCHEDULE.items():
-        if isinstance(when, str) or (override and env.get(override)):
-            fields = env.get(override) if override and env.get(override) else when
-            schedule = _crontab(fields)
-            expires = 3600.0
-        else:
-            schedule = timedelta(seconds=when)
-            expires = max(when * 0.8, 1.0)  # a stale run is dropped, never piled up
-        out[name] = {"task": task, "schedule": schedule, "options": {"expires": expires}}
+    for name, entry in SCHEDULE.items():
+        when = resolve(name, environ)
+        if when is None:
+            continue
+        schedule = when if isinstance(when, crontab) else timedelta(seconds=when)
+        options: dict = {"expires": expires_for(when)}  # a stale run is dropped, never piled up
+        if entry.queue:
+            options["queue"] = entry.queue
+        kwargs: dict = {}
+        if entry.slot:
+            kwargs["slot"] = BeatLazyFunc(current_slot, when)
+        if entry.task == "beat.heartbeat":
+            kwargs["beat_id"] = BeatLazyFunc(beat_identity)
+        out[name] = {"task": entry.task, "schedule": schedule, "args": entry.args,
+                     "kwargs": kwargs, "options": options}
     return out

@@ -14,10 +14,10 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="completions.process", bind=True, soft_time_limit=20, time_limit=30,
              max_retries=5)
-def process(self, completion_id: int):
+def process(self, completion_id: int, lot_id: int | None = None):
     """Decide a received completion; redeliveries and duplicates are no-ops."""
     try:
-        return processing.process_completion(completion_id)
+        return processing.process_completion(completion_id, lot_id)
     except OperationalError as exc:
         # Database unreachable, deadlock or serialisation failure: transient, retry with jitter.
         db.session.rollback()

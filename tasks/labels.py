@@ -6,6 +6,7 @@ from sqlalchemy.exc import OperationalError
 
 from web.extensions import db
 from web.services import labels, printing
+from web.services.periodic import single_run
 
 log = logging.getLogger(__name__)
 
@@ -23,4 +24,5 @@ def print_label(self, job_id: int):
 @shared_task(name="labels.retry", soft_time_limit=30, time_limit=45)
 def retry_pending():
     """Make sure every pending printer job has a print message (beat, every minute)."""
-    return labels.ensure_print_messages()
+    with single_run("labels.retry") as got:  # a second beat's run must not race this one
+        return labels.ensure_print_messages() if got else "skipped: locked"

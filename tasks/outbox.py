@@ -3,12 +3,18 @@ from celery import current_app, shared_task
 from flask import current_app as flask_app
 
 from web.services.outbox import relay_batch
+from web.services.periodic import single_run
 from workers.broker import make_publisher, queue_depth
 
 
 @shared_task(name="outbox.sweep", soft_time_limit=50, time_limit=60)
 def sweep(max_batches: int = 20):
     """Publish outbox messages the relay has not (re)published; returns counts."""
+    with single_run("outbox.sweep") as got:  # overlapping sweeps (two beats) take turns
+        return _sweep(max_batches) if got else "skipped: locked"
+
+
+def _sweep(max_batches: int) -> dict:
     publish = make_publisher(current_app)
     totals = {"published": 0, "republished": 0, "deferred": 0, "dead": 0}
     for _ in range(max_batches):

@@ -71,7 +71,8 @@ DEMO_USERS = [("admin", "admin", "admin-demo-pw"), ("supervisor", "supervisor", 
 @click.command("seed-demo")
 @with_appcontext
 def seed_demo_cmd():
-    """Create the demo product NH-100, stations ST-01..ST-07 and demo users (idempotent)."""
+    """Create the demo product NH-100, stations ST-01..ST-07, demo users and a released demo
+    firmware verified on the FLASH stations ST-03/ST-04 (idempotent)."""
     from .services import products, stations, users
     from .services.audit import CLI
     if current_app.config["NEUROHUB_ENV"] == "production":
@@ -96,6 +97,8 @@ def seed_demo_cmd():
             click.echo(f"user {username} / {password} ({role})")
         except users.UserExists:
             click.echo(f"user {username} exists")
+    from .cli_firmware import seed_demo_firmware
+    click.echo(seed_demo_firmware())
 
 
 @click.command("relay")
@@ -148,9 +151,12 @@ def printer_sim_cmd(args):
 
 def register_commands(app: Flask) -> None:
     """Add the product's commands to ``app.cli`` (and so to ``neurohub``)."""
+    from .cli_firmware import firmware_group, storage_group
     from .supervisor import up_cmd
-    for cmd in (create_user_cmd, seed_demo_cmd, relay_cmd, up_cmd, printer_sim_cmd):
+    for cmd in (create_user_cmd, seed_demo_cmd, relay_cmd, up_cmd, printer_sim_cmd,
+                firmware_group, storage_group):
         app.cli.add_command(cmd)
+    from .cli_backup import register; register(app)  # noqa: E702 (backup now|list, restore)
 
 
 if __name__ == "__main__":

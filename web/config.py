@@ -45,6 +45,21 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "FIRMWARE_DIR": (None, str),
     "BACKUP_DIR": (None, str),
     "BACKUP_RETENTION_DAYS": (30, int),
+    # Backups and housekeeping (beat/schedule.py reads the *_CRON overrides; cron times are UTC).
+    "BACKUP_CRON": (None, str),
+    "LIFECYCLE_CRON": (None, str),
+    "RESTORE_DRILL_CRON": (None, str),
+    "BACKUP_KEEP_MIN": (3, int),
+    "NONCURRENT_VERSION_DAYS": (30, int),
+    "BACKUP_STALE_HOURS": (26.0, float),
+    "BACKUP_TMP_DIR": (None, str),
+    "RESTORE_DRILL_URL": (None, str),
+    "STATION_OFFLINE_MINUTES": (5, int),
+    "CANARY_STALE_SECONDS": (180.0, float),
+    # Largest firmware image accepted by POST /api/v1/firmware (bytes of the file part).
+    "MAX_FIRMWARE_BYTES": (64 * 1024 * 1024, int),
+    # Lifetime of the presigned S3 URL a firmware download redirects to (seconds).
+    "FIRMWARE_URL_EXPIRES": (300, int),
     "LOT_TIMEZONE": (None, str),
     "LOGIN_RATE_LIMIT": ("10 per minute", str),
     "MAX_CONTENT_LENGTH": (1024 * 1024, int),

@@ -100,7 +100,8 @@ def build_openapi(app: Flask) -> dict:
         path = rule.rule
         params = []
         for arg in rule.arguments:
-            path = path.replace(f"<{arg}>", f"{{{arg}}}").replace(f"<int:{arg}>", f"{{{arg}}}")
+            path = path.replace(f"<{arg}>", f"{{{arg}}}").replace(f"<int:{arg}>", f"{{{arg}}}") \
+                .replace(f"<path:{arg}>", f"{{{arg}}}")
             params.append({"name": arg, "in": "path", "required": True,
                            "schema": {"type": "integer" if f"<int:{arg}>" in rule.rule else "string"}})
         if meta["query"] is not None:

@@ -15,9 +15,19 @@ def make_publisher(celery_app: Celery):
     gone, and kombu still caching them as declared) a republished message still lands in its queue.
     """
 
+    held = {}
+
     def publish(task: str, args: list, queue: str, task_id: str) -> None:
-        celery_app.send_task(task, args=args, task_id=task_id, exchange="", routing_key=queue,
-                             retry=True, retry_policy=RETRY_POLICY)
+        # One producer (and connection) for the life of the relay, not a pool round per message.
+        if "producer" not in held:
+            held["producer"] = celery_app.producer_pool.acquire(block=True, timeout=10)
+        try:
+            celery_app.send_task(task, args=args, task_id=task_id, exchange="",
+                                 routing_key=queue, retry=True, retry_policy=RETRY_POLICY,
+                                 producer=held["producer"])
+        except Exception:
+            held.pop("producer").release()  # a broken connection is not reused
+            raise
 
     return publish
 

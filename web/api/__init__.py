@@ -13,6 +13,7 @@ def actor() -> Actor:
 
 def register_api(app: Flask) -> None:
     """Attach every API blueprint to the app."""
-    from . import auth, completions, health, labels, lots, products, stations
-    for module in (auth, completions, health, labels, lots, products, stations):
+    from . import auth, backups, completions, firmware, health, labels, lots, products, stations
+    for module in (auth, backups, completions, firmware, health, labels, lots, products,
+                   stations):
         app.register_blueprint(module.bp)

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from ..extensions import db
+from ..models import utcnow
 from ..openapi import spec
 
 bp = Blueprint("health", __name__)
@@ -40,4 +41,43 @@ def readyz():
         checks["broker"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if checks["database"] == "ok":
+        body["detail"] = _detail()
     return (body, 200) if ready else (body, 503, {"Retry-After": "5"})
+
+
+def _detail() -> dict:
+    """Housekeeping as the database records it: informative, never a reason for 503.
+
+    A stale canary means workers stopped consuming a queue; the web tier itself is still ready.
+    """
+    from beat.schedule import QUEUES
+    from ..services import backups, periodic
+    cfg = current_app.config
+    try:
+        stale = float(cfg["CANARY_STALE_SECONDS"])
+        canary = {q: periodic.canary_status(q, stale) for q in QUEUES}
+        last = backups.newest_done()
+        age = (utcnow() - last.finished_at).total_seconds() / 3600 if last else None
+        drill = backups.last_drill()
+        detail = {
+            "workers": "ok" if all(c["status"] == "ok" for c in canary.values()) else "stale",
+            "canary": canary,
+            "beat": periodic.beat_status(stale),
+            "backup": {"status": "none" if last is None else (
+                "ok" if age <= cfg["BACKUP_STALE_HOURS"] else "stale"),
+                "id": last.id if last else None,
+                "finished_at": last.finished_at.isoformat() if last else None,
+                "age_hours": round(age, 2) if age is not None else None},
+            "restore_drill": {"result": drill.drill_result if drill else "never",
+                              "backup_id": drill.id if drill else None,
+                              "at": drill.drill_at.isoformat() if drill else None,
+                              "detail": drill.drill_detail if drill else None},
+            "stations_offline": periodic.offline_stations(),
+        }
+        db.session.rollback()
+        return detail
+    except Exception as exc:  # e.g. the schema is older than this code: say so, stay up
+        db.session.rollback()
+        log.warning("readyz: detail unavailable: %s", exc)
+        return {"error": f"{type(exc).__name__}"}

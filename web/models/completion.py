@@ -1,5 +1,5 @@
 """The append-only process completion record."""
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -15,6 +15,13 @@ class Completion(db.Model):
     __table_args__ = (
         Index("ix_completions_lot_id_id", "lot_id", "id"),
         Index("ix_completions_status_id", "status", "id"),
+        # The worker's read of a lot's still-pending completions (partial: pending rows only).
+        Index("ix_completions_pending", "lot_id", "id",
+              postgresql_where=text("status = 'received'"),
+              sqlite_where=text("status = 'received'")),
+        Index("ix_completions_unit", "unit_serial", "step",
+              postgresql_where=text("unit_serial IS NOT NULL"),
+              sqlite_where=text("unit_serial IS NOT NULL")),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
@@ -27,6 +34,8 @@ class Completion(db.Model):
     measurements: Mapped[dict] = mapped_column(Json, default=dict)
     firmware_version: Mapped[str | None] = mapped_column(String(64))
     firmware_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The released image an accepted flashing completion used (its sha256 is then the server's).
+    firmware_id: Mapped[int | None] = mapped_column(ForeignKey("firmware.id"))
     qty_good: Mapped[int | None]
     qty_scrap: Mapped[int | None]
     status: Mapped[str] = mapped_column(String(16), default="received")

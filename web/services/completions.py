@@ -78,7 +78,8 @@ ins AS (
   RETURNING id, lot_id),
 ob AS (
   INSERT INTO outbox_messages (task, args, queue, dedup_key, created_at, available_at, attempts)
-  SELECT :task, jsonb_build_array(ins.id), :queue, 'completion:' || ins.id, now(), now(), 0
+  SELECT :task, jsonb_build_array(ins.id, ins.lot_id), :queue, 'completion:' || ins.id,
+      now(), now(), 0
   FROM ins),
 au AS (
   INSERT INTO audit_events (at, actor_id, actor, action, entity_type, entity_id, lot_id, after,
@@ -174,7 +175,8 @@ def _submit_generic(body: dict, key: str, digest: str, actor: Actor) -> Receipt:
         prev = _previous(key)
         session.rollback()
         return _replay(prev.id, prev.request_hash, digest)
-    enqueue(COMPLETION_TASK, [completion.id], COMPLETION_QUEUE, f"completion:{completion.id}")
+    enqueue(COMPLETION_TASK, [completion.id, lot.id], COMPLETION_QUEUE,
+            f"completion:{completion.id}")
     record(actor, "completion.received", "completion", completion.id, lot_id=lot.id,
            after={"lot_no": body["lot_no"], "step": body["step"], "station": body["station"]})
     session.commit()

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..models import AuditEvent, Completion, Lot, utcnow
 from .completions import completion_dict
+from .firmware import provenance as firmware_provenance
 from .labels import job_dict, lot_jobs
 from .lots import lot_dict
 from .processing import judge_measurements
@@ -27,6 +28,7 @@ def build(lot: Lot) -> dict:
     """The DHR of one lot as a JSON-ready dict."""
     completions = lot_completions(lot.id)
     jobs = lot_jobs(lot.id)
+    firmware = firmware_provenance(c.firmware_id for c in completions)
     steps = []
     for step in sorted(lot.revision.steps, key=lambda s: s.seq):
         rows = []
@@ -37,6 +39,8 @@ def build(lot: Lot) -> dict:
             d["measurements"] = c.results if c.results is not None else judge_measurements(
                 step.measurements or [], c.measurements)[0]
             del d["results"]
+            # Firmware provenance: the exact image (id, version, server sha256) a flash used.
+            d["firmware"] = firmware.get(c.firmware_id)
             rows.append(d)
         steps.append({"step": step.code, "name": step.name, "seq": step.seq,
                       "requires_firmware": step.requires_firmware,

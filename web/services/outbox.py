@@ -9,6 +9,7 @@ harmless because task bodies are idempotent under row locks.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable
@@ -51,19 +52,14 @@ class RelayStats:
     errors: list[str] = field(default_factory=list)
 
 
-def task_id_for(msg: OutboxMessage) -> str:
-    """The Celery task id: stable per message, so a republish is recognisably the same task."""
-    return msg.dedup_key.replace(":", "-")
-
-
-def _dead_letter(msg: OutboxMessage, reason: str) -> None:
+def _dead_letter(msg, reason: str) -> None:
     """A message that never got processed: record the failure on its subject and drop it."""
     log.error("outbox message %s (%s %s) dead-lettered: %s", msg.id, msg.task, msg.args, reason)
     if msg.task == COMPLETION_TASK:
         db.session.execute(update(Completion).where(
             Completion.id == msg.args[0], Completion.status == "received").values(
             status="failed", error=reason, processed_at=utcnow()))
-    db.session.delete(msg)
+    db.session.execute(delete(OutboxMessage).where(OutboxMessage.id == msg.id))
 
 
 def relay_batch(publish: Callable[[str, list, str, str], None],
@@ -73,15 +69,18 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
     stats = RelayStats()
     session = db.session
     now = utcnow()
-    stmt = (select(OutboxMessage).where(OutboxMessage.available_at <= now)
-            .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(batch))
+    m = OutboxMessage
+    stmt = (select(m.id, m.task, m.args, m.queue, m.dedup_key, m.attempts, m.dispatched_at)
+            .where(m.available_at <= now).order_by(m.available_at, m.id).limit(batch))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)  # concurrent relays split the work
-    rows = list(session.scalars(stmt))
+    rows = session.execute(stmt).all()
     if not rows:
         session.rollback()
         return stats
     depths: dict[str, int | None] = {}
+    sent: dict[int, list[int]] = defaultdict(list)  # attempts before -> ids (one UPDATE each)
+    deferred: list[int] = []
     for msg in rows:
         if msg.dispatched_at is not None:
             if msg.attempts >= max_attempts:
@@ -93,23 +92,30 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
             overdue = (now - msg.dispatched_at).total_seconds() > 10 * redispatch_after
             if depths[msg.queue] and not overdue:
                 # Workers still have a backlog: the message is most likely still queued.
-                msg.available_at = now + timedelta(seconds=redispatch_after)
-                stats.deferred += 1
+                deferred.append(msg.id)
                 continue
         try:
-            publish(msg.task, list(msg.args), msg.queue, task_id_for(msg))
+            publish(msg.task, list(msg.args), msg.queue, msg.dedup_key.replace(":", "-"))
         except Exception as exc:  # broker down: keep the rest for the next pass
             stats.errors.append(f"{type(exc).__name__}: {exc}")
-            msg.last_error = str(exc)[:500]
+            session.execute(update(m).where(m.id == msg.id).values(last_error=str(exc)[:500]))
             break
         if msg.dispatched_at is None:
             stats.published += 1
         else:
             stats.republished += 1
-        msg.attempts += 1
-        msg.dispatched_at = now
-        delay = min(redispatch_after * 2 ** (msg.attempts - 1), MAX_BACKOFF_SECONDS)
-        msg.available_at = now + timedelta(seconds=delay)
+        sent[msg.attempts].append(msg.id)
+    for attempts, ids in sent.items():
+        delay = min(redispatch_after * 2 ** attempts, MAX_BACKOFF_SECONDS)
+        session.execute(update(m).where(m.id.in_(ids)).values(
+            attempts=attempts + 1, dispatched_at=now,
+            available_at=now + timedelta(seconds=delay)), execution_options={
+            "synchronize_session": False})
+    if deferred:
+        session.execute(update(m).where(m.id.in_(deferred)).values(
+            available_at=now + timedelta(seconds=redispatch_after)),
+            execution_options={"synchronize_session": False})
+        stats.deferred = len(deferred)
     session.commit()
     return stats
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Completion, Lot, LotUnit, RoutingRevision, Station, utcnow
+from ..models import (Completion, Firmware, FirmwareAssignment, Lot, LotUnit, RoutingStep,
+                      Station, utcnow)
 from .audit import WORKER, record
 from .labels import jobs_for_completion
 from .outbox import done
@@ -22,26 +23,60 @@ from .outbox import done
 log = logging.getLogger(__name__)
 
 
-def process_completion(completion_id: int) -> str | None:
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """A routing step as the worker needs it (revisions never change, so it can be cached)."""
+
+    code: str
+    seq: int
+    measurements: list
+    requires_firmware: bool
+    label_template: str | None
+
+
+_STEPS: dict[int, tuple[StepSpec, ...]] = {}
+
+
+def revision_steps(revision_id: int) -> tuple[StepSpec, ...]:
+    """A routing revision's steps in order, read once per worker process."""
+    steps = _STEPS.get(revision_id)
+    if steps is None:
+        steps = _STEPS[revision_id] = tuple(
+            StepSpec(s.code, s.seq, list(s.measurements or []), s.requires_firmware,
+                     s.label_template)
+            for s in db.session.scalars(select(RoutingStep).where(
+                RoutingStep.revision_id == revision_id).order_by(RoutingStep.seq)))
+    return steps
+
+
+def process_completion(completion_id: int, lot_id: int | None = None) -> str | None:
     """Decide the completion (and any earlier pending ones of its lot); returns its status."""
     session = db.session
-    lot_id = session.scalar(select(Completion.lot_id).where(Completion.id == completion_id))
     if lot_id is None:
-        session.rollback()
-        log.warning("completion %s does not exist; nothing to do", completion_id)
-        return None
-    lot = session.scalar(select(Lot).where(Lot.id == lot_id).with_for_update().options(
-        selectinload(Lot.revision).selectinload(RoutingRevision.steps)))
+        lot_id = session.scalar(select(Completion.lot_id).where(Completion.id == completion_id))
+        if lot_id is None:
+            session.rollback()
+            log.warning("completion %s does not exist; nothing to do", completion_id)
+            return None
+    lot = session.scalar(select(Lot).where(Lot.id == lot_id).with_for_update())
     pending = list(session.scalars(
         select(Completion).where(Completion.lot_id == lot_id, Completion.status == "received",
                                  Completion.id <= completion_id)
         .order_by(Completion.id).with_for_update()))
+    if not pending:  # already decided (redelivery, republish, or an earlier batch took it)
+        status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
+        done([f"completion:{completion_id}"])
+        session.commit()
+        return status
+    steps = revision_steps(lot.routing_revision_id)
     stations = {s.id: s for s in session.scalars(select(Station).where(
-        Station.id.in_({c.station_id for c in pending})))} if pending else {}
+        Station.id.in_({c.station_id for c in pending})))}
     for c in pending:
-        _decide(c, lot, stations[c.station_id])
-    done([f"completion:{c.id}" for c in pending] + [f"completion:{completion_id}"])
-    status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
+        _decide(c, lot, stations[c.station_id], steps)
+    done([f"completion:{c.id}" for c in pending])
+    status = next((c.status for c in pending if c.id == completion_id), None)
+    if status is None:  # the message named another lot's completion: leave it to its own
+        status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
     session.commit()
     return status
 
@@ -79,18 +114,36 @@ def judge_measurements(specs: list[dict], values: dict) -> tuple[list[dict], lis
     return results, reasons
 
 
-def check_firmware(step, c: Completion) -> list[dict]:
-    """Firmware rule for steps that flash devices.
+def check_firmware(step, c: Completion, lot: Lot, station: Station
+                   ) -> tuple[list[dict], Firmware | None]:
+    """Firmware rule for steps that flash devices; returns (reasons, the firmware to record).
 
-    No firmware can be released yet (the firmware registry arrives with the storage work), so a
-    flashing step can only be refused: accepting unverified firmware would be a real defect.
+    The firmware must be released for the lot's product and verified (sha256 acknowledged) on
+    the completing station; a sha256 the station sends must be that firmware's. The row locks
+    (shared) order this decision against a concurrent revoke or acknowledgement.
     """
     if not step.requires_firmware:
-        return []
+        return [], None
     if not c.firmware_version:
-        return [_reason("firmware_required", f"step {step.code} requires firmware_version")]
-    return [_reason("firmware_not_released",
-                    f"firmware {c.firmware_version!r} is not released for this product")]
+        return [_reason("firmware_required", f"step {step.code} requires firmware_version")], None
+    fw = db.session.scalar(select(Firmware).where(
+        Firmware.product_id == lot.product_id, Firmware.version == c.firmware_version)
+        .with_for_update(read=True))
+    if fw is None or fw.state != "released":
+        state = "unknown for this product" if fw is None else fw.state
+        return [_reason("firmware_not_released",
+                        f"firmware {c.firmware_version!r} is {state}, not released")], None
+    reasons = []
+    if c.firmware_sha256 and c.firmware_sha256 != fw.sha256:
+        reasons.append(_reason("firmware_mismatch", f"sha256 {c.firmware_sha256} is not "
+                               f"firmware {fw.version}'s {fw.sha256}"))
+    verified = db.session.scalar(select(FirmwareAssignment.id).where(
+        FirmwareAssignment.firmware_id == fw.id, FirmwareAssignment.station_id == station.id,
+        FirmwareAssignment.state == "verified").with_for_update(read=True))
+    if verified is None:
+        reasons.append(_reason("firmware_not_verified", f"station {station.code} has no "
+                               f"verified copy of firmware {fw.version}"))
+    return reasons, fw
 
 
 def _quantities(c: Completion, lot: Lot, reasons: list[dict]) -> tuple[int, int]:
@@ -128,9 +181,9 @@ def _check_unit(c: Completion, lot: Lot, reasons: list[dict]) -> LotUnit | None:
     return unit
 
 
-def _decide(c: Completion, lot: Lot, station: Station) -> None:
+def _decide(c: Completion, lot: Lot, station: Station, ordered: tuple[StepSpec, ...]) -> None:
     """Judge one completion and apply its effect to the locked lot."""
-    steps = {s.code: s for s in lot.revision.steps}
+    steps = {s.code: s for s in ordered}
     step = steps[c.step]
     reasons: list[dict] = []
     results, measurement_reasons = judge_measurements(step.measurements or [], c.measurements)
@@ -143,7 +196,8 @@ def _decide(c: Completion, lot: Lot, station: Station) -> None:
                                f"station {station.code} does not serve {c.step}"))
     unit = _check_unit(c, lot, reasons)
     reasons.extend(measurement_reasons)
-    reasons.extend(check_firmware(step, c))
+    firmware_reasons, firmware = check_firmware(step, c, lot, station)
+    reasons.extend(firmware_reasons)
     good = scrap = 0
     if not any(r["code"] in ("lot_not_active", "wrong_step") for r in reasons):
         good, scrap = _quantities(c, lot, reasons)  # remaining counts only at the lot's step
@@ -163,13 +217,16 @@ def _decide(c: Completion, lot: Lot, station: Station) -> None:
                           "reason": lot.hold_reason})
         return
     c.status = "accepted"
+    if firmware is not None:  # the exact bytes flashed: the server's record, not the client's
+        c.firmware_id, c.firmware_sha256 = firmware.id, firmware.sha256
     record(WORKER, "completion.accepted", "completion", c.id, lot_id=lot.id,
            after={"step": c.step, "qty_good": good, "qty_scrap": scrap})
     jobs_for_completion(c, lot, station, step, good)  # before _advance: units as they passed
-    _advance(lot, good, scrap, unit)
+    _advance(lot, good, scrap, unit, ordered)
 
 
-def _advance(lot: Lot, good: int, scrap: int, unit: LotUnit | None) -> None:
+def _advance(lot: Lot, good: int, scrap: int, unit: LotUnit | None,
+             ordered: tuple[StepSpec, ...]) -> None:
     """Count the completion into the lot; move to the next step when every unit has passed."""
     before = {"status": lot.status, "step": lot.current_step, "qty_good": lot.qty_good}
     lot.status = "in_process"
@@ -181,7 +238,6 @@ def _advance(lot: Lot, good: int, scrap: int, unit: LotUnit | None) -> None:
         lot.status, lot.current_step = "scrapped", None
         action = "lot.scrapped"
     elif lot.step_passed >= lot.qty_good:
-        ordered = sorted(lot.revision.steps, key=lambda s: s.seq)
         nxt = next((s for s in ordered if s.seq > lot.current_seq), None)
         lot.step_passed = 0
         if nxt is None:

@@ -49,8 +49,10 @@ def test_new_messages_are_published_once_with_stable_task_ids(app, db, received)
     stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
     assert stats.published == 3
     assert [s[3] for s in rec.sent] == [f"completion-{i}" for i in received]
-    assert {s[:3] for s in rec.sent} == {("completions.process", (i,), "completions")
-                                         for i in received}
+    assert {s[0] for s in rec.sent} == {"completions.process"}
+    assert {s[2] for s in rec.sent} == {"completions"}
+    assert [s[1][0] for s in rec.sent] == received  # (completion id, lot id)
+    assert len({s[1][1] for s in rec.sent}) == 1
     assert relay_batch(rec, lambda q: 0).published == 0  # not due again yet
     assert len(rec.sent) == 3
 

@@ -1,0 +1,247 @@
+"""Firmware: streamed uploads, release / revoke, downloads, station assignments and acks, and
+authenticated local-storage file downloads (``/api/v1/files/{key}``)."""
+import os
+
+from flask import Blueprint, Response, current_app, redirect, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import MultiPartParser
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import FileWrapper, get_input_stream, wrap_file
+
+from storage import AREAS, InvalidKey, ObjectNotFound, validate_key
+from storage.base import CHUNK_SIZE
+
+from ..auth import current_principal, require
+from ..errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, field_error
+from ..openapi import UnsupportedMediaType, spec
+from ..services import firmware as svc
+from ..services import firmware_assignments as asg
+from ..services.storage_sync import area_storage
+from . import actor
+from .firmware_schemas import (AssignmentList, AssignmentOut, DownloadQuery, FirmwareAckIn,
+                               FirmwareOut, FirmwarePage, FirmwareQuery, FirmwareUploadForm,
+                               RevokeIn)
+
+bp = Blueprint("firmware", __name__, url_prefix="/api/v1")
+# Multipart boundaries, part headers and the text fields around the image (held in memory).
+FORM_SLACK = 1024 * 1024
+DOWNLOAD_RESPONSES = {200: None, 206: None, 302: None, 304: None}
+
+
+class ContentTooLarge(ApiError):
+    """The upload is larger than the configured limit."""
+
+    status, title = 413, "Content too large"
+
+
+class Gone(ApiError):
+    """The resource existed but may no longer be used."""
+
+    status, title = 410, "Gone"
+
+
+def _firmware(firmware_id: int):
+    try:
+        return svc.get_firmware(firmware_id)
+    except svc.FirmwareNotFound:
+        raise NotFound(f"unknown firmware {firmware_id}") from None
+
+
+def _parse_upload(limit: int, spools: list):
+    """Parse the multipart body; the image part is hashed while it is spooled to disk.
+
+    Werkzeug's parser is used directly so that it reads the body in 1 MiB blocks: small reads
+    cost more in the WSGI server's input stream than the parsing itself.
+    """
+
+    def stream_factory(total_content_length, content_type, filename=None, content_length=None):
+        spools.append(svc.HashingSpool(limit))
+        return spools[-1]
+
+    too_large = ContentTooLarge(f"the firmware image may be at most {limit} bytes "
+                                f"(MAX_FIRMWARE_BYTES)", errors=[
+        {"field": "file", "message": f"larger than {limit} bytes"}])
+    parser = MultiPartParser(stream_factory, max_form_memory_size=FORM_SLACK + 2 * CHUNK_SIZE,
+                             buffer_size=CHUNK_SIZE, max_form_parts=16)
+    boundary = parse_options_header(request.headers.get("Content-Type", ""))[1].get("boundary")
+    if not boundary:
+        raise BadRequest("the multipart body has no boundary")
+    try:
+        stream = get_input_stream(request.environ, max_content_length=limit + FORM_SLACK)
+        form, files = parser.parse(stream, boundary.encode("ascii"), request.content_length)
+    except (svc.TooLarge, RequestEntityTooLarge):
+        raise too_large from None
+    except ValueError as exc:  # malformed multipart (Werkzeug's parser reports it this way)
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+    fields = FirmwareUploadForm.model_validate(form.to_dict())
+    image = files.get("file")
+    if image is None or not isinstance(image.stream, svc.HashingSpool):
+        raise field_error("file", "a multipart part named file holding the image is required")
+    return fields, image.stream.incoming(image.filename)
+
+
+@bp.post("/firmware")
+@require("admin")
+@spec(responses={201: FirmwareOut}, tags=["firmware"])
+def upload():
+    """Upload an image as multipart/form-data: file, product, version, sha256?, notes? (draft)."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType("send multipart/form-data with the image in a part named file")
+    spools: list = []
+    try:
+        fields, incoming = _parse_upload(current_app.config["MAX_FIRMWARE_BYTES"], spools)
+        fw = svc.upload(fields.product, fields.version, incoming, actor(),
+                        expected_sha256=fields.sha256, notes=fields.notes)
+    except svc.UnknownProduct:
+        raise field_error("product", f"unknown product {fields.product!r}") from None
+    except svc.VersionExists as exc:
+        raise Conflict(str(exc)) from None
+    except svc.InvalidImage as exc:
+        raise field_error(exc.field, str(exc)) from None
+    finally:
+        for spool in spools:  # the temp files vanish with them
+            spool.close()
+    return svc.firmware_dict(fw), 201, {"Location": f"/api/v1/firmware/{fw.id}"}
+
+
+@bp.get("/firmware")
+@require("operator")
+@spec(query=FirmwareQuery, responses={200: FirmwarePage}, tags=["firmware"])
+def index(query: FirmwareQuery):
+    """List firmware by product and state (cursor pagination, newest first)."""
+    rows, nxt = svc.list_firmware(query.product, query.state, query.cursor, query.limit)
+    return {"items": [svc.firmware_dict(fw) for fw in rows], "next_cursor": nxt}
+
+
+@bp.get("/firmware/<int:firmware_id>")
+@require("operator")
+@spec(responses={200: FirmwareOut}, tags=["firmware"])
+def show(firmware_id: int):
+    """One firmware with its station assignments."""
+    fw = _firmware(firmware_id)
+    return svc.firmware_dict(fw, asg.firmware_assignments(fw.id))
+
+
+@bp.post("/firmware/<int:firmware_id>/release")
+@require("admin")
+@spec(responses={202: FirmwareOut}, tags=["firmware"])
+def release(firmware_id: int):
+    """Release a firmware: an io worker re-checks its bytes and assigns it to the stations."""
+    _firmware(firmware_id)
+    try:
+        return svc.firmware_dict(svc.release(firmware_id, actor())), 202
+    except svc.FirmwareStateError as exc:
+        raise Conflict(str(exc)) from None
+
+
+@bp.post("/firmware/<int:firmware_id>/revoke")
+@require("admin")
+@spec(body=RevokeIn, responses={200: FirmwareOut}, tags=["firmware"])
+def revoke(firmware_id: int, body: RevokeIn):
+    """Revoke a firmware: its assignments are revoked and flashing with it is refused."""
+    _firmware(firmware_id)
+    try:
+        fw = svc.revoke(firmware_id, body.reason, actor())
+    except svc.FirmwareStateError as exc:
+        raise Conflict(str(exc)) from None
+    return svc.firmware_dict(fw, asg.firmware_assignments(fw.id))
+
+
+def _may_download(fw) -> None:
+    """Stations get released firmware only; admins may fetch drafts and revoked images too."""
+    if fw.state == "released" or current_principal().role == "admin":
+        return
+    if fw.state == "revoked":
+        raise Gone(f"firmware {fw.id} was revoked: {fw.revoke_reason}")
+    raise Forbidden(f"firmware {fw.id} is a draft; only admins may download it")
+
+
+def _send(store, key: str, etag: str, filename: str, size: int) -> Response:
+    """302 to a short-lived URL (S3), or stream the object with ETag, Range and If-None-Match."""
+    url = store.get_url(key, expires=current_app.config["FIRMWARE_URL_EXPIRES"])
+    if url:
+        resp = redirect(url, 302)
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Content-SHA256"] = etag
+        return resp
+    fh = store.open(key)
+    try:  # the bytes actually there (a damaged file must not break the HTTP framing)
+        size = os.fstat(fh.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        pass
+    # A Range answer needs a seekable wrapper; a full one may use the server's sendfile.
+    body = (FileWrapper(fh, CHUNK_SIZE) if "Range" in request.headers
+            else wrap_file(request.environ, fh, CHUNK_SIZE))
+    resp = Response(body, mimetype="application/octet-stream", direct_passthrough=True)
+    resp.content_length = size
+    resp.set_etag(etag)
+    resp.headers["Content-Disposition"] = \
+        f'attachment; filename="{svc.safe_filename(filename)}"'
+    resp.headers["Cache-Control"] = "private, no-cache"
+    resp.call_on_close(fh.close)
+    return resp.make_conditional(request.environ, accept_ranges=True, complete_length=size)
+
+
+@bp.get("/firmware/<int:firmware_id>/download")
+@require("operator")
+@spec(query=DownloadQuery, responses=DOWNLOAD_RESPONSES, tags=["firmware"])
+def download(firmware_id: int, query: DownloadQuery):
+    """The image: streamed with ETag = sha256 and Range (local), or 302 to a presigned URL (S3)."""
+    fw = _firmware(firmware_id)
+    _may_download(fw)
+    key, sha, size, name = fw.storage_key, fw.sha256, fw.size, fw.filename
+    if query.station:
+        asg.mark_delivered(fw.id, query.station, actor())
+    return _send(area_storage("firmware"), key, sha, name, size)
+
+
+@bp.get("/files/<path:key>", merge_slashes=False)  # "//etc/x" must not redirect
+@require("operator")
+@spec(responses=DOWNLOAD_RESPONSES, tags=["firmware"])
+def files(key: str):
+    """A stored file by area and key (firmware/…; backups/… for admins); traversal-proof."""
+    area, _, rest = key.partition("/")
+    if area not in AREAS:
+        raise NotFound(f"no storage area {area!r}; expected one of {', '.join(sorted(AREAS))}")
+    try:
+        validate_key(rest)
+    except InvalidKey as exc:
+        raise field_error("key", str(exc), BadRequest) from None
+    if area == "backups" and current_principal().role != "admin":
+        raise Forbidden("backups are downloaded by admins only")
+    store = area_storage(area)
+    fw = svc.by_storage_key(rest) if area == "firmware" else None
+    if area == "firmware" and fw is None and current_principal().role != "admin":
+        raise NotFound(f"no firmware is stored as {rest!r}")
+    if fw is not None:
+        _may_download(fw)
+    try:
+        info = store.stat(rest)
+    except ObjectNotFound:
+        raise NotFound(f"no file {key!r}") from None
+    etag = fw.sha256 if fw is not None else f"{info.size:x}-{info.modified.timestamp() if info.modified else 0:.6f}"
+    return _send(store, rest, etag, rest.rsplit("/", 1)[-1], info.size)
+
+
+@bp.get("/stations/<code>/firmware")
+@require("operator")
+@spec(responses={200: AssignmentList}, tags=["firmware"])
+def station_firmware(code: str):
+    """The firmware a station must hold now: version, sha256, size, download URL, state."""
+    try:
+        return {"items": [asg.assignment_dict(a) for a in asg.station_assignments(code)]}
+    except LookupError:
+        raise NotFound(f"unknown station {code!r}") from None
+
+
+@bp.post("/stations/<code>/firmware/<int:assignment_id>/ack")
+@require("operator")
+@spec(body=FirmwareAckIn, responses={200: AssignmentOut}, tags=["firmware"])
+def station_ack(code: str, assignment_id: int, body: FirmwareAckIn):
+    """The station proves what it holds: sha256 equal -> verified, different -> failed."""
+    try:
+        return asg.assignment_dict(asg.ack(code, assignment_id, body.sha256, actor()))
+    except LookupError:  # unknown station or assignment (AssignmentNotFound is a LookupError)
+        raise NotFound(f"station {code!r} has no firmware assignment {assignment_id}") from None
+    except asg.AssignmentStateError as exc:
+        raise Conflict(str(exc)) from None
