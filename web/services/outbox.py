@@ -62,6 +62,22 @@ def _dead_letter(msg, reason: str) -> None:
     db.session.execute(delete(OutboxMessage).where(OutboxMessage.id == msg.id))
 
 
+def _coalesce(due: list) -> list[list]:
+    """Group due messages so one publish covers each group; groups in id order.
+
+    The worker decides every pending completion of a lot up to the id it is given, in order, so
+    one message for a lot's newest completion covers the lot's older ones: under load that is one
+    task per lot per pass instead of one per completion. The covered messages stay in the outbox
+    until the worker commits their effect, so a lost message is still republished.
+    """
+    groups: dict[tuple, list] = {}
+    for msg in due:
+        lot = msg.args[1] if msg.task == COMPLETION_TASK and len(msg.args) > 1 else None
+        groups.setdefault(("lot", lot) if lot is not None else ("msg", msg.id), []).append(msg)
+    return sorted((sorted(g, key=lambda r: r.id) for g in groups.values()),
+                  key=lambda g: g[-1].id)
+
+
 def relay_batch(publish: Callable[[str, list, str, str], None],
                 queue_depth: Callable[[str], int | None], *, batch: int = 500,
                 redispatch_after: float = 30.0, max_attempts: int = 10) -> RelayStats:
@@ -81,6 +97,7 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
     depths: dict[str, int | None] = {}
     sent: dict[int, list[int]] = defaultdict(list)  # attempts before -> ids (one UPDATE each)
     deferred: list[int] = []
+    due = []
     for msg in rows:
         if msg.dispatched_at is not None:
             if msg.attempts >= max_attempts:
@@ -94,17 +111,21 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
                 # Workers still have a backlog: the message is most likely still queued.
                 deferred.append(msg.id)
                 continue
+        due.append(msg)
+    for members in _coalesce(due):
+        head = members[-1]
         try:
-            publish(msg.task, list(msg.args), msg.queue, msg.dedup_key.replace(":", "-"))
+            publish(head.task, list(head.args), head.queue, head.dedup_key.replace(":", "-"))
         except Exception as exc:  # broker down: keep the rest for the next pass
             stats.errors.append(f"{type(exc).__name__}: {exc}")
-            session.execute(update(m).where(m.id == msg.id).values(last_error=str(exc)[:500]))
+            session.execute(update(m).where(m.id == head.id).values(last_error=str(exc)[:500]))
             break
-        if msg.dispatched_at is None:
-            stats.published += 1
-        else:
-            stats.republished += 1
-        sent[msg.attempts].append(msg.id)
+        for msg in members:
+            if msg.dispatched_at is None:
+                stats.published += 1
+            else:
+                stats.republished += 1
+            sent[msg.attempts].append(msg.id)
     for attempts, ids in sent.items():
         delay = min(redispatch_after * 2 ** attempts, MAX_BACKOFF_SECONDS)
         session.execute(update(m).where(m.id.in_(ids)).values(

@@ -44,17 +44,18 @@ def _age(db, seconds):
     db.session.commit()
 
 
-def test_new_messages_are_published_once_with_stable_task_ids(app, db, received):
+def test_one_message_per_lot_covers_its_pending_completions(app, db, received):
     rec = Recorder()
     stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
-    assert stats.published == 3
-    assert [s[3] for s in rec.sent] == [f"completion-{i}" for i in received]
-    assert {s[0] for s in rec.sent} == {"completions.process"}
-    assert {s[2] for s in rec.sent} == {"completions"}
-    assert [s[1][0] for s in rec.sent] == received  # (completion id, lot id)
-    assert len({s[1][1] for s in rec.sent}) == 1
+    assert stats.published == 3  # all three are dispatched...
+    newest = received[-1]  # ...by one task for the newest, which decides the older ones first
+    assert len(rec.sent) == 1
+    assert rec.sent[0][0] == "completions.process" and rec.sent[0][2] == "completions"
+    assert rec.sent[0][1][0] == newest and rec.sent[0][3] == f"completion-{newest}"
+    attempts = db.session.scalars(select(OutboxMessage.attempts)).all()
+    assert attempts == [1, 1, 1]  # covered rows stay until the worker commits their effect
     assert relay_batch(rec, lambda q: 0).published == 0  # not due again yet
-    assert len(rec.sent) == 3
+    assert len(rec.sent) == 1
 
 
 def test_lost_messages_are_republished_with_backoff(app, db, received):
@@ -62,7 +63,7 @@ def test_lost_messages_are_republished_with_backoff(app, db, received):
     relay_batch(rec, lambda q: 0, redispatch_after=30)
     _age(db, 31)
     stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
-    assert stats.republished == 3 and len(rec.sent) == 6
+    assert stats.republished == 3 and len(rec.sent) == 2
     msg = db.session.scalars(select(OutboxMessage)).first()
     assert msg.attempts == 2
     assert 55 < (msg.available_at - msg.dispatched_at).total_seconds() <= 60  # 30 s x 2
@@ -73,18 +74,35 @@ def test_backlogged_queue_defers_republishing(app, db, received):
     relay_batch(rec, lambda q: 0, redispatch_after=30)
     _age(db, 31)
     stats = relay_batch(rec, lambda q: 500, redispatch_after=30)  # workers still busy
-    assert (stats.deferred, len(rec.sent)) == (3, 3)
+    assert (stats.deferred, len(rec.sent)) == (3, 1)
     _age(db, 301)  # ten times overdue: republish even though the queue is not empty
     assert relay_batch(rec, lambda q: 500, redispatch_after=30).republished == 3
 
 
-def test_broker_failure_keeps_the_rest_for_later(app, db, received):
+@pytest.fixture()
+def three_lots(app, factory):
+    """One received completion in each of three lots."""
+    uid, name = factory.user("operator")
+    st = factory.station(steps=["SMT"])
+    lots = [factory.lot(quantity=1) for _ in range(3)]
+    with app.app_context():
+        return [completions.submit({"lot_no": lot, "step": "SMT", "station": st},
+                                   uuid.uuid4().hex, Actor(uid, name)).id for lot in lots]
+
+
+def test_messages_of_different_lots_are_published_separately(app, db, three_lots):
+    rec = Recorder()
+    assert relay_batch(rec, lambda q: 0).published == 3
+    assert [s[1][0] for s in rec.sent] == three_lots
+
+
+def test_broker_failure_keeps_the_rest_for_later(app, db, three_lots):
     rec = Recorder(fail_after=1)
     stats = relay_batch(rec, lambda q: 0)
     assert stats.published == 1 and stats.errors
     rec.fail_after = None
     assert relay_batch(rec, lambda q: 0).published == 2
-    assert sorted(s[1][0] for s in rec.sent) == sorted(received)
+    assert sorted(s[1][0] for s in rec.sent) == sorted(three_lots)
 
 
 def test_poison_message_is_dead_lettered_and_its_completion_failed(app, db, received):
@@ -93,10 +111,10 @@ def test_poison_message_is_dead_lettered_and_its_completion_failed(app, db, rece
     for _ in range(2):
         _age(db, 1000)
         relay_batch(rec, lambda q: 0, redispatch_after=1, max_attempts=3)
-    assert len(rec.sent) == 9  # three dispatches each
+    assert len(rec.sent) == 3  # three dispatches of the lot's newest
     _age(db, 1000)
     assert relay_batch(rec, lambda q: 0, redispatch_after=1, max_attempts=3).dead == 3
-    assert len(rec.sent) == 9
+    assert len(rec.sent) == 3
     assert db.session.scalars(select(OutboxMessage)).all() == []
     statuses = db.session.scalars(select(Completion.status)).all()
     assert statuses == ["failed"] * 3
@@ -105,17 +123,18 @@ def test_poison_message_is_dead_lettered_and_its_completion_failed(app, db, rece
 def test_concurrent_relays_never_publish_a_message_twice(app, db, factory):
     uid, name = factory.user("operator")
     st = factory.station(steps=["SMT"])
-    lot = factory.lot(quantity=400)
+    lots = [factory.lot(quantity=10) for _ in range(40)]
     with app.app_context():
-        for _ in range(400):
-            completions.submit({"lot_no": lot, "step": "SMT", "station": st, "qty_good": 1},
-                               uuid.uuid4().hex, Actor(uid, name))
-    rec = Recorder()
+        for i in range(400):
+            completions.submit({"lot_no": lots[i % 40], "step": "SMT", "station": st,
+                                "qty_good": 1}, uuid.uuid4().hex, Actor(uid, name))
+    rec, covered = Recorder(), []
 
     def relay():
         with app.app_context():
             for _ in range(20):
-                relay_batch(rec, lambda q: 0, batch=25, redispatch_after=60)
+                covered.append(relay_batch(rec, lambda q: 0, batch=25,
+                                           redispatch_after=60).published)
 
     threads = [threading.Thread(target=relay) for _ in range(4)]
     for t in threads:
@@ -123,4 +142,5 @@ def test_concurrent_relays_never_publish_a_message_twice(app, db, factory):
     for t in threads:
         t.join()
     ids = [s[1][0] for s in rec.sent]
-    assert len(ids) == 400 and len(set(ids)) == 400
+    assert sum(covered) == 400 and len(ids) == len(set(ids))
+    assert set(db.session.scalars(select(OutboxMessage.attempts)).all()) == {1}
