@@ -19,7 +19,8 @@ def _sweep(max_batches: int) -> dict:
     totals = {"published": 0, "republished": 0, "deferred": 0, "dead": 0}
     for _ in range(max_batches):
         stats = relay_batch(publish, lambda q: queue_depth(current_app, q),
-                            redispatch_after=flask_app.config["OUTBOX_REDISPATCH_SECONDS"])
+                            redispatch_after=flask_app.config["OUTBOX_REDISPATCH_SECONDS"],
+                            window=flask_app.config["RELAY_QUEUE_WINDOW"])
         for k in totals:
             totals[k] += getattr(stats, k)
         if stats.errors or stats.published + stats.republished + stats.deferred + stats.dead == 0:

@@ -120,7 +120,8 @@ def relay_cmd(once):
     while not stopping:
         try:
             stats = relay_batch(publish, lambda q: queue_depth(celery_app, q),
-                                redispatch_after=redispatch)
+                                redispatch_after=redispatch,
+                                window=current_app.config["RELAY_QUEUE_WINDOW"])
             busy = stats.published + stats.republished + stats.dead
             if stats.errors:
                 log.warning("relay: broker error: %s", stats.errors[0])

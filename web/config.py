@@ -65,6 +65,8 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "MAX_CONTENT_LENGTH": (1024 * 1024, int),
     "OUTBOX_REDISPATCH_SECONDS": (30, float),
     "OUTBOX_RELAY_INTERVAL": (0.05, float),
+    # Messages allowed to wait in a broker queue; the rest wait (and coalesce) in the outbox.
+    "RELAY_QUEUE_WINDOW": (64, int),
     "DB_POOL_SIZE": (10, int),
     "LABEL_MAX_ATTEMPTS": (5, int),
     "PRINTER_CONNECT_TIMEOUT": (3.0, float),

@@ -60,7 +60,8 @@ def celery_settings(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = 
         "task_default_delivery_mode": "persistent",
         "worker_prefetch_multiplier": 4,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
+        # Events cost the worker CPU per task; Flower turns them on while it runs.
+        "worker_send_task_events": False,
         "task_send_sent_event": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "imports": task_modules(),

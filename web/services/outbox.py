@@ -48,6 +48,7 @@ class RelayStats:
     published: int = 0
     republished: int = 0
     deferred: int = 0
+    held: int = 0
     dead: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -80,8 +81,14 @@ def _coalesce(due: list) -> list[list]:
 
 def relay_batch(publish: Callable[[str, list, str, str], None],
                 queue_depth: Callable[[str], int | None], *, batch: int = 500,
-                redispatch_after: float = 30.0, max_attempts: int = 10) -> RelayStats:
-    """Publish due outbox messages once; safe to run in several processes at the same time."""
+                redispatch_after: float = 30.0, max_attempts: int = 10,
+                window: int | None = None) -> RelayStats:
+    """Publish due outbox messages once; safe to run in several processes at the same time.
+
+    ``window`` bounds how many messages may wait in a queue: beyond it new messages stay in the
+    outbox (durable) instead of piling up in the broker, where they coalesce per lot so one task
+    decides many completions in one transaction when the workers are behind.
+    """
     stats = RelayStats()
     session = db.session
     now = utcnow()
@@ -114,6 +121,13 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
         due.append(msg)
     for members in _coalesce(due):
         head = members[-1]
+        if window and head.dispatched_at is None:
+            if head.queue not in depths:
+                depths[head.queue] = queue_depth(head.queue)
+            if (depths[head.queue] or 0) >= window:
+                stats.held += len(members)
+                continue
+            depths[head.queue] = (depths[head.queue] or 0) + 1
         try:
             publish(head.task, list(head.args), head.queue, head.dedup_key.replace(":", "-"))
         except Exception as exc:  # broker down: keep the rest for the next pass

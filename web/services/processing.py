@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from ..extensions import db
 from ..models import (Completion, Firmware, FirmwareAssignment, Lot, LotUnit, RoutingStep,
@@ -35,6 +35,9 @@ class StepSpec:
 
 
 _STEPS: dict[int, tuple[StepSpec, ...]] = {}
+# A literal, not a bound parameter: a prepared statement's generic plan can then still use the
+# partial index ix_completions_pending (WHERE status = 'received').
+PENDING = text("completions.status = 'received'")
 
 
 def revision_steps(revision_id: int) -> tuple[StepSpec, ...]:
@@ -58,9 +61,11 @@ def process_completion(completion_id: int, lot_id: int | None = None) -> str | N
             session.rollback()
             log.warning("completion %s does not exist; nothing to do", completion_id)
             return None
-    lot = session.scalar(select(Lot).where(Lot.id == lot_id).with_for_update())
+    # FOR NO KEY UPDATE: workers take turns on the lot, but new completions' foreign-key
+    # checks against it (the hot POST path) are not blocked.
+    lot = session.scalar(select(Lot).where(Lot.id == lot_id).with_for_update(key_share=True))
     pending = list(session.scalars(
-        select(Completion).where(Completion.lot_id == lot_id, Completion.status == "received",
+        select(Completion).where(Completion.lot_id == lot_id, PENDING,
                                  Completion.id <= completion_id)
         .order_by(Completion.id).with_for_update()))
     if not pending:  # already decided (redelivery, republish, or an earlier batch took it)

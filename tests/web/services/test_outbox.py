@@ -144,3 +144,14 @@ def test_concurrent_relays_never_publish_a_message_twice(app, db, factory):
     ids = [s[1][0] for s in rec.sent]
     assert sum(covered) == 400 and len(ids) == len(set(ids))
     assert set(db.session.scalars(select(OutboxMessage.attempts)).all()) == {1}
+
+
+def test_a_full_queue_holds_new_messages_in_the_outbox(app, db, three_lots):
+    rec = Recorder()
+    stats = relay_batch(rec, lambda q: 64, window=64)  # workers are behind
+    assert (stats.published, stats.held, rec.sent) == (0, 3, [])
+    assert set(db.session.scalars(select(OutboxMessage.attempts)).all()) == {0}
+    stats = relay_batch(rec, lambda q: 62, window=64)  # room for two more
+    assert (stats.published, stats.held) == (2, 1)
+    assert relay_batch(rec, lambda q: 0, window=64).published == 1
+    assert sorted(s[1][0] for s in rec.sent) == sorted(three_lots)

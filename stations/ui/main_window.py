@@ -1,0 +1,396 @@
+"""The operator's main screen: scan, lot, measurements, Complete, results, status bar."""
+from __future__ import annotations
+
+import logging
+import time
+
+from ..api_client import AuthError, NotLoggedIn, Offline
+from ..i18n import reason_text, tr
+from ..queue import Entry
+from ..scanner import Barcode, parse_barcode
+from ..station import Lookup, StationContext
+from ..threads import run_async
+from ..qt import (QApplication, QFont, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMainWindow,
+                  QPushButton, Qt, QTimer, QVBoxLayout, QWidget, Signal)
+from .dialogs import LoginDialog
+from .firmware_panel import FirmwarePanel
+from .lot_panel import LotPanel
+from .measurement_form import MeasurementForm
+from .status import ActivityFilter, ScanBridge, printer_state_text, scanner_text, sync_text
+
+log = logging.getLogger(__name__)
+HISTORY = 50  # result lines kept on screen; older ones are in the queue database
+
+
+class MainWindow(QMainWindow):
+    """Main screen; all network and printing work runs on worker threads."""
+
+    lot_shown = Signal(object)      # Lookup, after the panel and form show it
+    result_shown = Signal(object)   # Entry, after its decision is on screen
+    logged_in = Signal(dict)
+
+    def __init__(self, ctx: StationContext):
+        super().__init__()
+        self.ctx = ctx
+        self.lookup: Lookup | None = None
+        self.login_dialog: LoginDialog | None = None
+        self._confirm_out = False
+        self._shut = False
+        self._pending_scans = 0
+        self.setObjectName("mainWindow")
+        self._build()
+        self.bridge = ScanBridge()
+        self.bridge.scanned.connect(self.handle_barcode)
+        self.bridge.state.connect(self._scanner_state)
+        if ctx.scanner is not None:
+            ctx.scanner.on_scan = self.bridge.scanned.emit
+            ctx.scanner.on_state = lambda state, detail="": self.bridge.state.emit(state, detail)
+            ctx.scanner.start()
+        self._activity = ActivityFilter(ctx.api)
+        QApplication.instance().installEventFilter(self._activity)
+        self.idle_timer = QTimer(self)
+        self.idle_timer.timeout.connect(self._check_idle)
+        self.idle_timer.start(5000)
+        self.refresh_timer = QTimer(self)  # lot panel refresh after decisions (debounced)
+        self.refresh_timer.setSingleShot(True)
+        self.refresh_timer.setInterval(700)
+        self.refresh_timer.timeout.connect(self._refresh_lot)
+        self.retranslate()
+
+    # -- layout ------------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QWidget()
+        outer = QVBoxLayout(root)
+        top = QHBoxLayout()
+        self.scan_title = QLabel()
+        self.scan_field = QLineEdit()
+        self.scan_field.setObjectName("scanField")
+        self.scan_field.setProperty("scanField", True)
+        self.scan_field.setMinimumHeight(48)
+        self.scan_field.setFont(self._font(18))
+        self.scan_field.returnPressed.connect(self._manual_scan)
+        self.settings_button = QPushButton()
+        self.logout_button = QPushButton()
+        self.logout_button.clicked.connect(lambda: self.logout("logout"))
+        for w in (self.scan_title, self.scan_field, self.settings_button, self.logout_button):
+            top.addWidget(w)
+        outer.addLayout(top)
+        middle = QHBoxLayout()
+        left = QVBoxLayout()
+        self.lot_panel = LotPanel()
+        self.form = MeasurementForm()
+        self.firmware_panel = FirmwarePanel(self.ctx.firmware)
+        self.firmware_panel.setVisible(False)
+        left.addWidget(self.lot_panel)
+        left.addWidget(self.form)
+        left.addWidget(self.firmware_panel)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        self.result_label = QLabel("")
+        self.result_label.setObjectName("resultLabel")
+        self.result_label.setWordWrap(True)
+        self.result_label.setFont(self._font(18, bold=True))
+        self.result_label.setMinimumHeight(120)
+        self.history = QListWidget()
+        self.history.setObjectName("history")
+        self.results_title = QLabel()
+        right.addWidget(self.result_label)
+        right.addWidget(self.results_title)
+        right.addWidget(self.history, 1)
+        middle.addLayout(left, 3)
+        middle.addLayout(right, 2)
+        outer.addLayout(middle, 1)
+        self.complete_button = QPushButton()
+        self.complete_button.setObjectName("completeButton")
+        self.complete_button.setMinimumHeight(90)
+        self.complete_button.setFont(self._font(26, bold=True))
+        self.complete_button.setStyleSheet("QPushButton { background: #1565c0; color: white; }"
+                                           "QPushButton:disabled { background: #9e9e9e; }")
+        self.complete_button.clicked.connect(self.complete)
+        self.complete_button.setEnabled(False)
+        outer.addWidget(self.complete_button)
+        self.setCentralWidget(root)
+        bar = self.statusBar()
+        self.net_label, self.user_label = QLabel(), QLabel()
+        self.printer_label, self.scanner_label = QLabel(), QLabel()
+        self.net_label.setObjectName("netStatus")
+        self.printer_label.setObjectName("printerStatus")
+        for w in (self.net_label, self.user_label, self.printer_label, self.scanner_label):
+            w.setFont(self._font(12))
+            bar.addPermanentWidget(w)
+
+    @staticmethod
+    def _font(size: int, bold: bool = False) -> QFont:
+        font = QFont()
+        font.setPointSize(size)
+        font.setBold(bold)
+        return font
+
+    def retranslate(self) -> None:
+        """Set every static text in the current language."""
+        self.setWindowTitle(tr("app.title", station=self.ctx.cfg.station))
+        self.scan_title.setText(tr("scan.label"))
+        self.scan_field.setPlaceholderText(tr("scan.placeholder"))
+        self.settings_button.setText(tr("settings.open"))
+        self.logout_button.setText(tr("login.logout"))
+        self.results_title.setText(tr("results.title"))
+        self.complete_button.setText(tr("complete.button"))
+        self.lot_panel.retranslate()
+        self.firmware_panel.retranslate()
+        if self.login_dialog is not None and not self.login_dialog.isVisible():
+            self.login_dialog.deleteLater()  # rebuilt in the new language when next needed
+            self.login_dialog = None
+        self.show_sync_state(self.ctx.syncer.state)
+        self.show_printer_state(self.ctx.labels.state)
+        self.user_label.setText(tr("status.user", user=self.ctx.api.username or "—"))
+
+    # -- login -------------------------------------------------------------------------
+    def show_login(self, message: str = "") -> LoginDialog:
+        """Open the (non-blocking) login dialog."""
+        if self.login_dialog is None:
+            self.login_dialog = LoginDialog(self, self.ctx.cfg.badge_prefix)
+            self.login_dialog.submitted.connect(self.login)
+        self.login_dialog.failed(message)  # also clears the last password
+        self.login_dialog.open()
+        return self.login_dialog
+
+    def login(self, username: str, password: str) -> None:
+        """Log in on a worker thread; the dialog closes when it worked."""
+        run_async(self.ctx.login, username, password, on_done=self._logged_in,
+                  on_error=self._login_failed)
+
+    def _logged_in(self, info: dict) -> None:
+        if self.login_dialog is not None:
+            self.login_dialog.accept()
+        self.user_label.setText(tr("status.user", user=info["username"]))
+        if self.ctx.sync_worker is None:  # first login: listen to the workers, then start them
+            self.ctx.make_workers()
+            queued = Qt.QueuedConnection
+            self.ctx.sync_worker.state_changed.connect(self.show_sync_state, queued)
+            self.ctx.sync_worker.decided.connect(self.show_decision, queued)
+            self.ctx.sync_worker.auth_problem.connect(lambda m: self.logout("auth"), queued)
+            self.ctx.label_worker.state_changed.connect(self.show_printer_state, queued)
+            self.ctx.start_workers()
+        self.ctx.sync_worker.wake()
+        for entry in self.ctx.queue.unseen():  # decisions that came while no one watched
+            self.show_decision(entry)
+        if info.get("offline"):
+            self.show_message(tr("login.offline_ok"), "#8a6d00")
+        self.firmware_panel.refresh(quiet=True)
+        self.logged_in.emit(info)
+
+    def _login_failed(self, exc: Exception) -> None:
+        if isinstance(exc, Offline):
+            message = tr("login.offline_unknown")
+        elif isinstance(exc, AuthError):
+            message = tr("login.failed")
+        else:
+            message = tr("error.server", detail=str(exc))
+        if self.login_dialog is not None:
+            self.login_dialog.failed(message)
+
+    def logout(self, reason: str = "logout") -> None:
+        """End the session (button, idle timeout or refused credentials) and ask to log in."""
+        self.ctx.api.logout(reason)
+        self.user_label.setText(tr("status.user", user="—"))
+        message = {"idle": tr("login.idle", minutes=f"{self.ctx.cfg.idle_timeout_min:g}"),
+                   "auth": tr("error.login_expired")}.get(reason, "")
+        self.show_login(message)
+
+    def _check_idle(self) -> None:
+        if self.ctx.api.logged_in and self.ctx.api.check_idle():
+            self.logout("idle")
+
+    # -- scanning ----------------------------------------------------------------------
+    def _manual_scan(self) -> None:
+        text = self.scan_field.text().strip()
+        self.scan_field.clear()
+        if text:
+            self.handle_barcode(parse_barcode(text, self.ctx.cfg.gs_substitute))
+
+    def handle_barcode(self, barcode: Barcode) -> None:
+        """A scan from any source: a badge at login, else a lot or unit lookup off-thread."""
+        self.ctx.api.touch()
+        if self.login_dialog is not None and self.login_dialog.isVisible():
+            self.login_dialog.accept_scan(barcode.text)
+            return
+        current = self.lookup.lot if self.lookup else None
+        # Until this scan resolves, Complete would act on the previous unit: hold it.
+        self._pending_scans += 1
+        self.complete_button.setEnabled(False)
+        run_async(self.ctx.lookup, barcode, current, on_done=self._scan_done,
+                  on_error=self._scan_failed)
+
+    def _scan_done(self, result: Lookup) -> None:
+        self._pending_scans -= 1
+        self.show_lookup(result)
+
+    def _scan_failed(self, exc: Exception) -> None:
+        self._pending_scans -= 1
+        if isinstance(exc, NotLoggedIn):
+            failed = Lookup(error=("error.login_expired", {}))
+            self.show_login(tr("error.login_expired"))
+        else:
+            failed = Lookup(error=("error.server", {"detail": str(exc)}))
+        self.show_lookup(failed)
+
+    def show_lookup(self, result: Lookup, emit: bool = True) -> None:
+        """Show a resolved scan: lot panel, measurement form, Complete state."""
+        if result.error and result.lot is None:
+            self.show_message(tr(result.error[0], **result.error[1]), "#b00020")
+            if self.lookup is not None and not self._pending_scans:
+                self.show_lookup(self.lookup, emit=False)  # the lot on screen stays usable
+            if emit:
+                self.lot_shown.emit(result)
+            return
+        same_step = (self.lookup and self.lookup.lot and result.lot
+                     and self.lookup.lot["lot_no"] == result.lot["lot_no"]
+                     and self.lookup.step == result.step)
+        self.lookup = result
+        lot, step = result.lot, result.step
+        steps = (self.ctx.station_record or {}).get("steps") or []
+        serves = self.ctx.serves(lot.get("current_step")) if lot.get("current_step") else None
+        self.lot_panel.show_lot(lot, result.product, result.unit, serves, steps, result.cached_at)
+        if not same_step:
+            self.form.set_specs((step or {}).get("measurements") or [])
+        needs_fw = bool(step and step.get("requires_firmware"))
+        self.firmware_panel.setVisible(needs_fw or self.firmware_panel.has_assignments)
+        if needs_fw:
+            self.firmware_panel.show_for(lot["product"])
+        self._confirm_out = False
+        self.complete_button.setText(tr("complete.button"))
+        self.complete_button.setEnabled(
+            step is not None and bool(serves) and not self._pending_scans and not result.error
+            and lot.get("status") in ("created", "in_process"))
+        if emit:  # a background refresh must not replace the decision on screen
+            self._explain(result, serves)
+            fields = list(self.form.fields.values())
+            (fields[0] if fields else self.scan_field).setFocus()
+            self.lot_shown.emit(result)
+
+    def _explain(self, result: Lookup, serves: bool | None) -> None:
+        lot, step = result.lot, result.step
+        if result.error:
+            self.show_message(tr(result.error[0], **result.error[1]), "#b00020")
+        elif step is not None and not serves:
+            self.show_message(tr("error.wrong_station", step=step["step"]), "#b00020")
+        elif lot.get("status") not in ("created", "in_process"):
+            self.show_message(tr("error.lot_not_active", lot=lot["lot_no"],
+                                 status=tr(f"status.{lot.get('status')}")), "#b00020")
+        else:
+            self.result_label.setText("")
+
+    # -- completing --------------------------------------------------------------------
+    def complete(self) -> Entry | None:
+        """Check locally, commit to the queue, let the sync worker send it."""
+        self.ctx.api.touch()
+        res = self.lookup
+        if self._pending_scans:
+            return None  # a scan is still resolving; its result decides what to complete
+        if res is None or res.lot is None or res.step is None:
+            self.show_message(tr("error.no_lot"), "#b00020")
+            return None
+        lot, step = res.lot, res.step
+        if not self.ctx.serves(step["step"]):
+            self.show_message(tr("error.wrong_station", step=step["step"]), "#b00020")
+            return None
+        firmware = None
+        if step.get("requires_firmware"):
+            firmware = self.ctx.firmware.verified_for(lot["product"])
+            if firmware is None:
+                self.show_message(tr("error.firmware_missing", product=lot["product"]), "#b00020")
+                return None
+        values, errors, out = self.form.collect()
+        if errors:
+            self.show_message("\n".join(errors), "#b00020")
+            return None
+        if out and not self._confirm_out:
+            self._confirm_out = True  # a second press records it: no modal dialog to block on
+            self.complete_button.setText(tr("complete.button_anyway"))
+            self.show_message(tr("complete.out_of_limits_warning"), "#8a6d00")
+            return None
+        entry = self.ctx.submit(lot, step, values, res.unit, firmware)
+        self._confirm_out = False
+        self.complete_button.setText(tr("complete.button"))
+        online = self.ctx.syncer.state.online
+        self.show_message(tr("complete.queued" if online else "complete.queued_offline",
+                             seq=entry.seq), "#1565c0")
+        self.form.clear()
+        if res.unit:  # next unit: keep the lot, forget the unit
+            res.unit = None
+            self.lot_panel.values["lot.unit"].setText("—")
+        self.scan_field.setFocus()
+        self.show_sync_state(self.ctx.syncer.state, pending=self.ctx.queue.pending_count())
+        return entry
+
+    def show_decision(self, entry: Entry) -> None:
+        """Show the server's decision (or refusal) of a queued completion."""
+        unit = f" {entry.body['unit_serial']}" if entry.body.get("unit_serial") else ""
+        values = {"lot": entry.body["lot_no"], "step": entry.body["step"], "unit": unit}
+        if entry.state == "accepted":
+            text, colour = tr("complete.accepted", **values), "#1b7f1b"
+        elif entry.state == "rejected":
+            reasons = "\n".join("• " + reason_text(r.get("code", ""), r.get("detail"))
+                                for r in entry.reasons)
+            text, colour = tr("complete.rejected", **values) + "\n" + reasons, "#b00020"
+        elif entry.state == "invalid":
+            text, colour = tr("complete.invalid", seq=entry.seq, detail=entry.last_error), "#b00020"
+        else:
+            text, colour = tr("complete.failed", seq=entry.seq,
+                              detail=entry.last_error or entry.state), "#b00020"
+        self.show_message(text, colour)
+        self.history.insertItem(0, time.strftime("%H:%M:%S ") + text.replace("\n", " "))
+        while self.history.count() > HISTORY:
+            self.history.takeItem(self.history.count() - 1)
+        self.ctx.queue.mark_seen(entry.seq)
+        self.show_sync_state(self.ctx.syncer.state, pending=self.ctx.queue.pending_count())
+        self.result_shown.emit(entry)
+        if self.lookup and self.lookup.lot and self.lookup.lot["lot_no"] == entry.body["lot_no"]:
+            self.refresh_timer.start()  # one refresh after a burst of decisions, not one each
+
+    def _refresh_lot(self) -> None:
+        if self.lookup and self.lookup.lot and not self._pending_scans:
+            run_async(self.ctx.lookup, parse_barcode(self.lookup.lot["lot_no"]), None,
+                      on_done=self._refreshed)
+
+    def _refreshed(self, result: Lookup) -> None:
+        # Background refresh after a decision: keep the unit being worked on, if any.
+        if result.lot and not result.error and not self._pending_scans and self.lookup \
+                and self.lookup.lot and result.lot["lot_no"] == self.lookup.lot["lot_no"]:
+            result.unit = self.lookup.unit
+            self.show_lookup(result, emit=False)
+
+    # -- status ------------------------------------------------------------------------
+    def show_message(self, text: str, colour: str = "#000000") -> None:
+        """Show a message in the result area (the operator's language, big)."""
+        self.result_label.setStyleSheet(f"color: {colour};")
+        self.result_label.setText(text)
+
+    def show_sync_state(self, state, pending: int | None = None) -> None:
+        """'online' / 'offline — N queued' / waiting for an operator."""
+        self.net_label.setText(sync_text(state, pending))
+        self.net_label.setStyleSheet("" if state.online else "color: #b00020; font-weight: bold;")
+
+    def show_printer_state(self, state) -> None:
+        """Printer status from ~HS, translated."""
+        self.printer_label.setText(printer_state_text(state))
+
+    def _scanner_state(self, state: str, detail: str) -> None:
+        self.scanner_label.setText(scanner_text(state))
+        if state == "disconnected":
+            self.scanner_label.setToolTip(tr("error.scanner", detail=detail))
+
+    def shutdown(self) -> None:
+        """Stop timers and background work (clean exit); safe to call twice."""
+        if self._shut:
+            return
+        self._shut = True
+        self.idle_timer.stop()
+        self.refresh_timer.stop()
+        QApplication.instance().removeEventFilter(self._activity)
+        self.ctx.stop()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        """Closing the window stops the workers; the queue is already on disk."""
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,48 @@
+"""Status-bar texts and the small QObjects that carry scanner and activity events to the UI."""
+from __future__ import annotations
+
+from ..i18n import printer_text, tr
+from ..qt import QEvent, QObject, Signal
+
+
+class ScanBridge(QObject):
+    """Carries scanner callbacks (any thread) to the UI thread as signals."""
+
+    scanned = Signal(object)
+    state = Signal(str, str)
+
+
+class ActivityFilter(QObject):
+    """Any key or click counts as operator activity (postpones the idle logout)."""
+
+    def __init__(self, api):
+        super().__init__()
+        self.api = api
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 (Qt name)
+        """Touch the session on input events; never consumes them."""
+        if ev.type() in (QEvent.KeyPress, QEvent.MouseButtonPress):
+            self.api.touch()
+        return False
+
+
+def sync_text(state, pending: int | None = None) -> str:
+    """'online' / 'offline — N queued' / 'N queued for X: waiting for that operator'."""
+    count = state.pending if pending is None else pending
+    if state.waiting_for:
+        return tr("queue.waiting_for_user", count=count, user=state.waiting_for)
+    if not state.online:
+        return tr("offline.queued", count=count)
+    return tr("online.queued", count=count) if count else tr("online")
+
+
+def printer_state_text(state) -> str:
+    """The local printer's ~HS state, translated."""
+    text = tr("printer.ready") if state.ready else ", ".join(
+        printer_text(c) for c in state.codes) or "—"
+    return tr("status.printer", state=text)
+
+
+def scanner_text(state: str) -> str:
+    """'scanner connected' / 'scanner unplugged'."""
+    return tr(f"scanner.{state}") if state in ("connected", "disconnected") else state

@@ -1,0 +1,185 @@
+"""Station app tests: Qt offscreen, a REAL server (gunicorn) + Celery worker + outbox relay.
+
+The server processes are started once for this package and stopped after its last test, so they
+never linger into other packages' tests. The offline test stops and restarts gunicorn on the same
+port. Apps under test are real MainWindows on a per-test data folder.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import: no screen on CI
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="xdg-"))
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+
+from tests.conftest import TEST_CONFIG  # noqa: E402
+from tests.support.procs import (Proc, celery_worker, free_port, relay, service_env,  # noqa: E402
+                                 wait_until)
+
+PASSWORD = "correct-horse-battery"  # tests.support.factories default
+FCT_STEP = {"step": "FCT", "name": "Functional test", "measurements": [
+    {"name": "voltage", "unit": "V", "min": 3.2, "max": 3.4},
+    {"name": "current_ma", "unit": "mA", "min": 30, "max": 50}]}
+
+
+class LiveServer:
+    """gunicorn running ``web:create_app()`` on a fixed port (restartable on the same port)."""
+
+    def __init__(self, env: dict, log_dir):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = Proc("gunicorn", [sys.executable, "-m", "gunicorn", "-w", "2", "--threads",
+                                      "4", "-b", f"127.0.0.1:{self.port}", "--graceful-timeout",
+                                      "5", "web:create_app()"], env, log_dir)
+
+    def up(self) -> bool:
+        """True when /healthz answers."""
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def start(self) -> "LiveServer":
+        """Start and wait until healthy."""
+        self.proc.start()
+        try:
+            wait_until(self.up, 60, 0.1, "gunicorn to answer /healthz")
+        except AssertionError:
+            raise AssertionError("gunicorn did not start:\n" + self.proc.output()) from None
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and wait until the port refuses connections."""
+        self.proc.stop(10)
+        wait_until(lambda: not self.up(), 20, 0.1, "gunicorn to stop")
+
+
+class Stack:
+    """The running server, worker and relay, plus admin helpers over HTTP."""
+
+    def __init__(self, server: LiveServer, worker: Proc, relay_proc: Proc):
+        self.server, self.worker, self.relay = server, worker, relay_proc
+
+    @property
+    def url(self) -> str:
+        """Base URL of the API."""
+        return self.server.url
+
+    def logs(self) -> str:
+        """Recent output of every process (for assertion messages)."""
+        return "\n".join(f"--- {p.name} ---\n{p.output()}"
+                         for p in (self.server.proc, self.worker, self.relay))
+
+
+@pytest.fixture(scope="package")
+def stack(app, pg_database, redis_url, tmp_path_factory):
+    """gunicorn + Celery worker + outbox relay on the session database, for this package."""
+    log_dir = tmp_path_factory.mktemp("station-stack")
+    env = service_env(DATABASE_URL=pg_database, REDIS_URL=redis_url,
+                      NEUROHUB_DATA_DIR=str(tmp_path_factory.mktemp("server-data")),
+                      WEB_WORKERS=2, **TEST_CONFIG)
+    server = LiveServer(env, log_dir).start()
+    worker = celery_worker(env, log_dir, name="station-worker",
+                           queues="completions,default,printing,io").start()
+    relay_proc = relay(env, log_dir).start()
+    celery_app = app.extensions["celery"]
+    wait_until(lambda: celery_app.control.ping(timeout=0.5), 60, message="the worker to answer")
+    yield Stack(server, worker, relay_proc)
+    relay_proc.stop()
+    worker.stop()
+    server.proc.stop()
+
+
+@pytest.fixture()
+def db(app):
+    """The parent package's emptied database, retrying the TRUNCATE if it deadlocks.
+
+    Here the server, relay and worker keep querying between tests, so the one-statement
+    TRUNCATE of every table can deadlock with them; a retry always gets through.
+    """
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+    from web.extensions import db as _db
+    with app.app_context():
+        for attempt in range(10):
+            try:
+                tables = _db.session.scalars(text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'")).all()
+                _db.session.execute(text("SET LOCAL lock_timeout = '5s'"))
+                _db.session.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+                _db.session.commit()
+                break
+            except OperationalError:
+                _db.session.rollback()
+                if attempt == 9:
+                    raise
+                time.sleep(0.3)
+        yield _db
+        _db.session.rollback()
+        _db.session.remove()
+
+
+@pytest.fixture(autouse=True)
+def _language():
+    """Every test starts in English unless it switches; the catalog is global."""
+    from stations.i18n import set_language
+    set_language("en")
+    yield
+    set_language("en")
+
+
+@pytest.fixture()
+def hangul_app(qapp):
+    """The QApplication with the Hangul-capable font the app uses."""
+    from stations.ui import setup_fonts
+    setup_fonts(qapp)
+    return qapp
+
+
+@pytest.fixture()
+def make_station(stack, hangul_app, qtbot, tmp_path):
+    """make_station(code, user=..., **cfg) -> a logged-in MainWindow on its own data folder."""
+    from stations.config import StationConfig
+    from stations.station import StationContext
+    from stations.ui import MainWindow
+    windows = []
+
+    def make(code: str, username: str | None = None, password: str = PASSWORD,
+             data_dir=None, login: bool = True, show: bool = True, **cfg):
+        options = dict(server=stack.url, station=code, scanner_mode="none",
+                       data_dir=str(data_dir or tmp_path / f"station-{code}"),
+                       heartbeat_s=30.0, label_poll_s=0.3, request_timeout_s=3.0)
+        options.update(cfg)
+        ctx = StationContext(StationConfig(**options))
+        window = MainWindow(ctx)
+        windows.append(window)
+        if show:
+            window.resize(1280, 800)
+            window.show()
+        if login:
+            dialog = window.show_login()
+            with qtbot.waitSignal(window.logged_in, timeout=15000):
+                dialog.submitted.emit(username, password)
+        return window
+
+    yield make
+    from stations.threads import wait_idle
+    for w in windows:
+        w.shutdown()
+        w.close()
+        w.deleteLater()
+    assert wait_idle(10), "a background job outlived its test"
+
+
+def api_status(stack, headers, path):
+    """GET a server path with the given headers; returns the JSON body."""
+    resp = requests.get(stack.url + path, headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
