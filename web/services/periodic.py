@@ -14,20 +14,16 @@ processes seen, stations found silent (read by ``/readyz`` and the API).
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Callable
 
-from flask import current_app
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import PeriodicRun, Station, utcnow
 from .audit import Actor, record
+from .locks import lock_key, named_lock
 
 log = logging.getLogger(__name__)
 PERIODIC_LOCK_NS = 7303
@@ -38,42 +34,9 @@ STATION_CHECK = "stations.check_heartbeats"
 BEAT_SEEN_SECONDS = 180  # beat processes seen within this window count as running
 
 
-def lock_key(name: str) -> int:
-    """A stable signed 32-bit key for a lock name."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
-
-
-@contextmanager
 def single_run(name: str):
     """Hold the lock of ``name`` for this block; yields False when another run holds it."""
-    key = lock_key(name)
-    if db.engine.dialect.name == "postgresql":
-        # Session-level, on a connection of its own: it outlives the commits made by the run
-        # and vanishes with the connection if this worker dies.
-        with db.engine.connect() as conn:
-            got = conn.scalar(text("SELECT pg_try_advisory_lock(:ns, :k)"),
-                              {"ns": PERIODIC_LOCK_NS, "k": key})
-            conn.commit()
-            try:
-                yield bool(got)
-            finally:
-                if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"),
-                                 {"ns": PERIODIC_LOCK_NS, "k": key})
-                    conn.commit()
-        return
-    lock_dir = Path(current_app.config["NEUROHUB_DATA_DIR"]) / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"periodic-{key & 0xffffffff:08x}.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return named_lock(PERIODIC_LOCK_NS, name, "periodic")
 
 
 def parse_slot(slot: str | datetime | None) -> datetime:

@@ -1,15 +1,11 @@
 """Delivering label jobs to printers: one writer per printer, in job order, never twice."""
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from printers import Printer, PrinterError, printer_for_uri
 
@@ -17,43 +13,16 @@ from ..extensions import db
 from ..models import LabelJob, Printer as PrinterRow, utcnow
 from .audit import WORKER, record
 from .labels import TERMINAL, dedup_key, reschedule
+from .locks import named_lock
 from .outbox import done
 
 log = logging.getLogger(__name__)
 PRINTER_LOCK_NS = 7302
 
 
-@contextmanager
 def printer_lock(uri: str):
     """Hold the printer's lock for this block; yields False when another worker holds it."""
-    key = int.from_bytes(hashlib.sha256(uri.encode()).digest()[:4], "big", signed=True)
-    if db.engine.dialect.name == "postgresql":
-        # A session-level lock on its own connection: it outlives the commits made per job and
-        # vanishes with the connection if this worker dies.
-        with db.engine.connect() as conn:
-            got = conn.scalar(text("SELECT pg_try_advisory_lock(:ns, :k)"),
-                              {"ns": PRINTER_LOCK_NS, "k": key})
-            conn.commit()
-            try:
-                yield bool(got)
-            finally:
-                if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"),
-                                 {"ns": PRINTER_LOCK_NS, "k": key})
-                    conn.commit()
-        return
-    lock_dir = Path(current_app.config["NEUROHUB_DATA_DIR"]) / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"printer-{key & 0xffffffff:08x}.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return named_lock(PRINTER_LOCK_NS, uri, "printer")
 
 
 def _note_status(uri: str, status: str, reasons: list[str]) -> None:

@@ -1,0 +1,50 @@
+"""Named cross-process locks: a PostgreSQL advisory lock, or flock on the embedded SQLite."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import text
+
+from ..extensions import db
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 32-bit key for a lock name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
+
+
+@contextmanager
+def named_lock(namespace: int, name: str, kind: str):
+    """Hold the lock ``name`` of ``namespace`` for this block; yields False when it is taken."""
+    key = lock_key(name)
+    if db.engine.dialect.name == "postgresql":
+        # Session-level, on a connection of its own: it outlives the commits made inside the
+        # block and vanishes with the connection if this process dies.
+        with db.engine.connect() as conn:
+            got = conn.scalar(text("SELECT pg_try_advisory_lock(:ns, :k)"),
+                              {"ns": namespace, "k": key})
+            conn.commit()
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"),
+                                 {"ns": namespace, "k": key})
+                    conn.commit()
+        return
+    lock_dir = Path(current_app.config["NEUROHUB_DATA_DIR"]) / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{kind}-{key & 0xffffffff:08x}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
