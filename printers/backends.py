@@ -84,6 +84,9 @@ class TcpPrinter(Printer):
             try:
                 self._sock = socket.create_connection((self.host, self.port),
                                                       timeout=self.connect_timeout)
+                # The ~HS query right after a label is tiny: without NODELAY, Nagle holds it
+                # until the printer's delayed ACK (~40 ms per label).
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as exc:  # refused, timed out, no route, DNS failure
                 raise PrinterUnreachable(f"{self.uri}: {exc}") from exc
         return self._sock

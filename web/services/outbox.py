@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 COMPLETION_TASK = "completions.process"
 COMPLETION_QUEUE = "completions"
 MAX_BACKOFF_SECONDS = 600.0
+HOLD_SECONDS = 0.25  # how long a message held back by a full queue steps aside
 
 
 def enqueue(task: str, args: list, queue: str, dedup_key: str) -> OutboxMessage:
@@ -104,6 +105,7 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
     depths: dict[str, int | None] = {}
     sent: dict[int, list[int]] = defaultdict(list)  # attempts before -> ids (one UPDATE each)
     deferred: list[int] = []
+    held: list[int] = []
     due = []
     for msg in rows:
         if msg.dispatched_at is not None:
@@ -125,7 +127,8 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
             if head.queue not in depths:
                 depths[head.queue] = queue_depth(head.queue)
             if (depths[head.queue] or 0) >= window:
-                stats.held += len(members)
+                # Step aside briefly so the next passes read other due messages, not these.
+                held.extend(msg.id for msg in members)
                 continue
             depths[head.queue] = (depths[head.queue] or 0) + 1
         try:
@@ -146,6 +149,11 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
             attempts=attempts + 1, dispatched_at=now,
             available_at=now + timedelta(seconds=delay)), execution_options={
             "synchronize_session": False})
+    if held:
+        session.execute(update(m).where(m.id.in_(held)).values(
+            available_at=now + timedelta(seconds=HOLD_SECONDS)),
+            execution_options={"synchronize_session": False})
+        stats.held = len(held)
     if deferred:
         session.execute(update(m).where(m.id.in_(deferred)).values(
             available_at=now + timedelta(seconds=redispatch_after)),

@@ -102,43 +102,48 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
             db.session.commit()
             return _state(job_id)
         _note_status(uri, "ready", [])
-        for j in jobs:
-            if not _send_one(printer, j):
-                for rest in jobs[jobs.index(j) + 1:]:
-                    reschedule(rest.id, _backoff(rest.attempts + 1))
-                db.session.commit()
-                break
+        _send_batch(printer, jobs)
         return _state(job_id)
     finally:
         printer.close()
 
 
-def _send_one(printer: Printer, job: LabelJob) -> bool:
-    """Mark sent (committed), send, then confirm; False when the printer broke off."""
-    job.state, job.sent_at, job.attempts = "sent", utcnow(), job.attempts + 1
-    job.printer_reason = None
-    done([dedup_key(job.id)])
-    record(WORKER, "label.sent", "label_job", job.id, lot_id=job.lot_id,
-           after={"printer": job.printer_uri, "sha256": job.zpl_sha256})
+def _send_batch(printer: Printer, jobs: list[LabelJob]) -> None:
+    """Mark the jobs sent (committed), send them in order in one write, then confirm.
+
+    Once committed as sent, a job is never sent again automatically: if the connection breaks
+    during the write, a person decides from the printed labels what to reprint.
+    """
+    now = utcnow()
+    for job in jobs:
+        job.state, job.sent_at, job.attempts = "sent", now, job.attempts + 1
+        job.printer_reason = None
+        record(WORKER, "label.sent", "label_job", job.id, lot_id=job.lot_id,
+               after={"printer": job.printer_uri, "sha256": job.zpl_sha256})
+    done([dedup_key(job.id) for job in jobs])
     db.session.commit()  # from here on, never sent again automatically
     try:
-        printer.send(job.zpl.encode("ascii"), job_id=f"job-{job.id}")
+        # One write for the batch: labels arrive in job order, and no other writer can
+        # interleave on this connection (the printer lock keeps other workers out).
+        printer.send(b"".join(job.zpl.encode("ascii") for job in jobs),
+                     job_id=f"job-{jobs[0].id}")
         status = printer.status()
     except PrinterError as exc:
-        job.error = (f"{type(exc).__name__} during or after sending: {exc}. Not re-sent "
-                     "automatically; reprint if no label came out")[:2000]
-        record(WORKER, "label.send_error", "label_job", job.id, lot_id=job.lot_id,
-               after={"error": job.error[:200]})
+        for job in jobs:
+            job.error = (f"{type(exc).__name__} during or after sending: {exc}. Not re-sent "
+                         "automatically; reprint if no label came out")[:2000]
+            record(WORKER, "label.send_error", "label_job", job.id, lot_id=job.lot_id,
+                   after={"error": job.error[:200]})
         db.session.commit()
-        return False
-    if status.ready:
-        job.state, job.printed_at = "printed", utcnow()
-        record(WORKER, "label.printed", "label_job", job.id, lot_id=job.lot_id,
-               after={"printer": job.printer_uri})
-    else:  # it got the bytes but reports a fault: a person must look at the label
-        job.printer_reason = ",".join(status.reasons)
+        return
+    for job in jobs:
+        if status.ready:
+            job.state, job.printed_at = "printed", utcnow()
+            record(WORKER, "label.printed", "label_job", job.id, lot_id=job.lot_id,
+                   after={"printer": job.printer_uri})
+        else:  # it got the bytes but reports a fault: a person must look at the labels
+            job.printer_reason = ",".join(status.reasons)
     db.session.commit()
-    return status.ready
 
 
 def _fail(job: LabelJob, error: str) -> None:

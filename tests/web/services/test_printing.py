@@ -150,7 +150,11 @@ def test_fifty_jobs_printed_concurrently_arrive_whole_and_in_order(app, db, sim,
     assert all(p.count(b"^XA") == 1 and p.count(b"^XZ") == 1 for p in printed)
     order = [next(k for k, s in enumerate(serials) if s.encode() in p) for p in printed]
     assert order == list(range(50))  # job order, whatever order the workers ran in
-    assert set(results) == {"printed"}
+    # A call may return while another worker's batch holds its job as "sent"; in the end every
+    # job is printed, once.
+    assert set(results) <= {"printed", "sent"} and len(results) == 50
+    with app.app_context():
+        assert {labels.get_job(i).state for i in ids} == {"printed"}
 
 
 def test_station_pull_jobs_are_not_sent_by_workers(app, db, factory):
