@@ -33,9 +33,9 @@ from ..extensions import db
 from ..models import Backup, utcnow
 from . import periodic
 from .audit import Actor, record
-from .backups import (SYSTEM, BackupError, BackupNotFound, _count_pg, backup_storage,
-                      check_archive, count_sqlite, get_backup, is_postgres_url, newest_done,
-                      pg_params, pg_tool, private_tempdir, read_manifest, redact, sqlite_path)
+from .backups import SYSTEM, BackupNotFound, backup_storage, get_backup, newest_done, read_manifest
+from .dumps import (BackupError, _count_pg, check_archive, count_sqlite, is_postgres_url,
+                    pg_params, pg_tool, private_tempdir, redact, sqlite_path)
 
 log = logging.getLogger(__name__)
 DRILL_TASK = "backups.restore_drill"
