@@ -53,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             "pool_timeout": 10, "connect_args": {"connect_timeout": 5}}
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter on every start
 
     from .extensions import db, limiter, migrate
     db.init_app(app)
