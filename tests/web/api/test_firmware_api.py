@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import psutil
 import pytest
+
+from tests.support.firmwaredata import image
 import requests
 from sqlalchemy import func, select
 
@@ -34,18 +36,8 @@ ROUTING = [{"step": "SMT", "name": "SMT"},
            {"step": "FLASH", "name": "Flash", "requires_firmware": True}]
 
 
-def image(n: int = 50_000, seed: bytes = b"fw") -> bytes:
-    out, block = bytearray(), seed
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:n])
 
 
-@pytest.fixture()
-def fw_dir(app, tmp_path, monkeypatch):
-    monkeypatch.setitem(app.config, "FIRMWARE_DIR", str(tmp_path / "firmware"))
-    return tmp_path / "firmware"
 
 
 @pytest.fixture()

@@ -8,6 +8,8 @@ import os
 import uuid
 
 import pytest
+
+from tests.support import firmwaredata
 from sqlalchemy import func, select
 
 from web.models import AuditEvent, Completion, Firmware, FirmwareAssignment, OutboxMessage
@@ -27,21 +29,8 @@ FLASH_ROUTING = [
 OTHER_ROUTING = [{"step": "PROG", "name": "Program", "requires_firmware": True}]
 
 
-def image(n: int = 4096, seed: str = "a") -> bytes:
-    """Deterministic bytes (different per seed)."""
-    out = bytearray()
-    block = seed.encode()
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:n])
 
 
-@pytest.fixture()
-def fw_dir(app, tmp_path, monkeypatch):
-    """A fresh local firmware directory for this test."""
-    monkeypatch.setitem(app.config, "FIRMWARE_DIR", str(tmp_path / "firmware"))
-    return tmp_path / "firmware"
 
 
 @pytest.fixture()
@@ -457,3 +446,8 @@ def test_seed_demo_releases_firmware_the_demo_flash_stations_can_use(app, db, fw
             assert process_completion(cid) == "accepted", completions.get_completion(cid).reasons
         assert completions.get_completion(cid).firmware_sha256 == fw.sha256
         db.session.rollback()
+
+
+def image(n: int = 4096, seed: str = "a") -> bytes:
+    """Small deterministic images (this module's default size)."""
+    return firmwaredata.image(n, seed)
