@@ -77,6 +77,11 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+# Every web app measured here (ours and the naive yardstick alike) runs under these settings:
+# those of `neurohub up` (WEB_WORKERS=2, WEB_THREADS=4), keep-alive included.
+GUNICORN_SETTINGS = ("-w", "2", "-k", "gthread", "--threads", "4")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -401,7 +406,7 @@ class Bench:
 
     def gunicorn(self, name: str, app: str, env: dict, cwd: Path | None = None) -> tuple[Proc, str]:
         port = free_port()
-        argv = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}"]
+        argv = [sys.executable, "-m", "gunicorn", *GUNICORN_SETTINGS, "-b", f"127.0.0.1:{port}"]
         if cwd is not None:
             argv += ["--chdir", str(cwd)]
         proc = self.start(name, argv + [app], env, cwd)

@@ -67,10 +67,10 @@ def setup(b: Bench, a, sim: PrinterSimulator) -> dict:
     return dict(db=dbname, env=env, web=web, base=base, tok=tok, lots=lots, warm=warm)
 
 
-def start_pipeline(b: Bench, env: dict) -> dict:
+def start_pipeline(b: Bench, a, env: dict) -> dict:
     """The two workers of `neurohub up` and the relay, answering pings."""
     celery = [sys.executable, "-m", "celery", "-A", "workers.main", "worker", "-l", "WARNING"]
-    fast = b.start("worker-fast", celery + ["-Q", "completions,default", "-c", "2",
+    fast = b.start("worker-fast", celery + ["-Q", "completions,default", "-c", str(a.concurrency),
                                             "-n", f"fast-{b.tag}@%h"], env)
     io = b.start("worker-io", celery + ["-Q", "printing,io", "-c", "1", "--prefetch-multiplier",
                                         "1", "-n", f"io-{b.tag}@%h"], env)
@@ -256,6 +256,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--conns", type=int, default=8, help="paced client: max requests in flight")
     ap.add_argument("--lots", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4,
+                    help="completion worker processes (neurohub up: WORKER_CONCURRENCY)")
     ap.add_argument("--per-lot", type=int, default=600, help="unit serials per lot")
     ap.add_argument("--warmup", type=int, default=20, help="completions through the pipeline first")
     ap.add_argument("--straggler-timeout", type=float, default=60)
@@ -281,7 +283,7 @@ def main() -> int:
         b.prepare_source()
         log(f"run {b.run_id}: simulator on 127.0.0.1:{sim.port}, product from {b.src}")
         s = setup(b, a, sim)
-        procs = dict(start_pipeline(b, s["env"]), web=s["web"])
+        procs = dict(start_pipeline(b, a, s["env"]), web=s["web"])
         res["scan_to_label"] = measure(b, a, sim, s, procs)
     except BaseException as exc:
         b.failed = True

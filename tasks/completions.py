@@ -7,7 +7,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from web.extensions import db
-from web.services import processing
+from web.services import outbox, processing
+from workers.broker import publish_claimed
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,10 @@ log = logging.getLogger(__name__)
 def process(self, completion_id: int, lot_id: int | None = None):
     """Decide a received completion; redeliveries and duplicates are no-ops."""
     try:
-        return processing.process_completion(completion_id, lot_id)
+        with outbox.claiming() as claimed:  # its label jobs' print messages: published by us
+            status = processing.process_completion(completion_id, lot_id)
+        publish_claimed(self.app, claimed)
+        return status
     except OperationalError as exc:
         # Database unreachable, deadlock or serialisation failure: transient, retry with jitter.
         db.session.rollback()

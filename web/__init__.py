@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, g, request
+from flask.sessions import SessionInterface
 
 from .config import load_config
 
@@ -37,6 +38,16 @@ def _install_sqlite_pragmas(engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class _NoSessions(SessionInterface):
+    """Every request gets Flask's null session; nothing is read from or written to cookies."""
+
+    def open_session(self, app, request):
+        return None  # Flask falls back to make_null_session()
+
+    def save_session(self, app, session, response):
+        return None
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the Flask app: config, extensions, Celery, blueprints, error handlers, CLI."""
     app = Flask(__name__)
@@ -62,6 +73,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["RATELIMIT_STORAGE_URI"] = cfg["RATELIMIT_STORAGE_URI"]
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
+    # Only decorated views are limited (login), and their decorator checks them itself; the
+    # app-wide hook would evaluate default limits we do not have on every request.
+    hooks = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit in hooks:
+        hooks.remove(limiter._check_request_limit)
+    # The API is stateless (bearer tokens): no signed-cookie session to load on every request.
+    app.session_interface = _NoSessions()
     if cfg["EMBEDDED"]:
         with app.app_context():
             _install_sqlite_pragmas(db.engine)

@@ -45,10 +45,30 @@ def _bearer() -> str:
     return token.strip()
 
 
+# Tokens already verified in this process -> (principal, exp). A station sends the same token
+# with every completion, so the signature and claims are checked once, the expiry every time.
+_VERIFIED: dict[tuple[str, str], tuple[Principal, int]] = {}
+_VERIFIED_MAX = 4096
+
+
 def authenticate() -> Principal:
     """Decode and check the request's bearer token (signature, expiry, claims)."""
+    token, secret = _bearer(), current_app.config["SECRET_KEY"]
+    hit = _VERIFIED.get((secret, token))
+    if hit is not None and hit[1] > time.time():
+        g.principal = hit[0]
+        return hit[0]
+    principal, exp = _verify(token, secret)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[(secret, token)] = (principal, exp)
+    g.principal = principal
+    return principal
+
+
+def _verify(token: str, secret: str) -> tuple[Principal, int]:
     try:
-        claims = jwt.decode(_bearer(), current_app.config["SECRET_KEY"], algorithms=[ALGORITHM],
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
                             options={"require": ["exp", "sub", "role"]})
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired; log in again",
@@ -60,11 +80,9 @@ def authenticate() -> Principal:
     if role not in ROLE_RANK:
         raise Unauthorized("invalid token: unknown role")
     try:
-        principal = Principal(int(claims["sub"]), str(claims.get("name", "")), role)
+        return Principal(int(claims["sub"]), str(claims.get("name", "")), role), int(claims["exp"])
     except (TypeError, ValueError):
         raise Unauthorized("invalid token: bad subject") from None
-    g.principal = principal
-    return principal
 
 
 def require(min_role: str = "operator"):

@@ -74,6 +74,9 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "PRINTER_SIM_PORT": (9100, int),
     "FLOWER_BASIC_AUTH": (None, str),
     "WEB_WORKERS": (2, int),
+    # Threads per web worker (gunicorn gthread): keeps station connections alive between
+    # requests instead of a TCP handshake per completion, and overlaps database round trips.
+    "WEB_THREADS": (4, int),
     "WORKER_CONCURRENCY": (2, int),
     # werkzeug's default (scrypt); tests may choose a cheaper method to keep the suite fast.
     "PASSWORD_HASH_METHOD": ("scrypt", str),

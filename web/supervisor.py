@@ -42,7 +42,8 @@ def plan(cfg: dict, host: str, port: int, flower: bool, printer_sim: bool) -> li
     data = Path(cfg["NEUROHUB_DATA_DIR"])
     celery = [py, "-m", "celery", "-A", "workers.main"]
     children = [
-        Child("web", [py, "-m", "gunicorn", "-w", str(cfg["WEB_WORKERS"]), "-b", f"{host}:{port}",
+        Child("web", [py, "-m", "gunicorn", "-w", str(cfg["WEB_WORKERS"]), "-k", "gthread",
+                      "--threads", str(cfg["WEB_THREADS"]), "-b", f"{host}:{port}",
                       "--graceful-timeout", "10", "--access-logfile", "-", "web:create_app()"]),
         Child("worker", celery + ["worker", "-Q", "completions,default", "-n", "fast@%h",
                                   "-c", str(cfg["WORKER_CONCURRENCY"]), "-l", "INFO"]),

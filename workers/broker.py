@@ -1,9 +1,12 @@
 """Small broker operations used by the relay and readiness: publish, queue depth, ping."""
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from kombu.exceptions import ChannelError
 
+log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
 
 
@@ -30,6 +33,28 @@ def make_publisher(celery_app: Celery):
             raise
 
     return publish
+
+
+def publish_claimed(celery_app: Celery, messages: list[tuple]) -> int:
+    """Publish outbox messages this process has just committed as claimed; returns how many.
+
+    No retries here: a message that fails to go out stays in the outbox, and the relay
+    publishes it when its redispatch delay is over.
+    """
+    sent = 0
+    if not messages:
+        return sent
+    try:
+        with celery_app.producer_or_acquire() as producer:
+            for task, args, queue, dedup_key in messages:
+                celery_app.send_task(task, args=args, task_id=dedup_key.replace(":", "-"),
+                                     exchange="", routing_key=queue, retry=False,
+                                     producer=producer)
+                sent += 1
+    except Exception as exc:  # broker down: the outbox still holds them
+        log.warning("publishing %d claimed message(s) failed (%s: %s); the relay will",
+                    len(messages) - sent, type(exc).__name__, exc)
+    return sent
 
 
 def queue_depth(celery_app: Celery, queue: str) -> int | None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import insert
+
 from ..extensions import db
-from ..models import AuditEvent
+from ..models import AuditEvent, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +30,15 @@ def record(actor: Actor, action: str, entity_type: str, entity_id, *, before=Non
                        before=before, after=after, request_id=actor.request_id)
     db.session.add(event)
     return event
+
+
+def record_many(actor: Actor, action: str, entity_type: str,
+                events: list[tuple[object, int | None, dict | None]]) -> None:
+    """Add one audit event per (entity_id, lot_id, after) in a single INSERT (hot batch paths)."""
+    if events:
+        now = utcnow()
+        db.session.execute(insert(AuditEvent), [
+            {"at": now, "actor_id": actor.id, "actor": actor.name, "action": action,
+             "entity_type": entity_type, "entity_id": str(entity_id), "lot_id": lot_id,
+             "before": None, "after": after, "request_id": actor.request_id}
+            for entity_id, lot_id, after in events])

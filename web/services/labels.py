@@ -62,34 +62,73 @@ def label_data(template_name: str, lot: Lot, serial: str | None) -> dict:
     return data
 
 
-def create_job(template_name: str, data: dict, printer_uri: str, *, lot_id=None,
-               station_id=None, completion_id=None, unit_serial=None, copies: int = 1,
-               reason: str = "first_print", reprint_reason=None, reprint_of=None,
-               version: int | None = None, actor: Actor = WORKER) -> LabelJob:
+class JobBatch:
+    """Label jobs made in one transaction: each template read once, one flush for all of them."""
+
+    def __init__(self, actor: Actor = WORKER):
+        self.actor = actor
+        self.jobs: list[tuple[LabelJob, object]] = []
+        self._templates: dict[tuple, object] = {}
+
+    def add(self, template_name: str, data: dict, printer_uri: str, *, lot_id=None,
+            station_id=None, completion_id=None, unit_serial=None, copies: int = 1,
+            reason: str = "first_print", reprint_reason=None, reprint_of=None,
+            version: int | None = None, profile: tpl.Profile | None = None) -> LabelJob:
+        """Render one job and add it to the session (not flushed yet)."""
+        key = (template_name, version)
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = tpl.get_template(template_name, version)
+        declared = {v["name"] for v in template.variables}
+        data = {k: v for k, v in data.items() if k in declared}  # a template may use fewer
+        zpl = tpl.render(template, data, profile or printer_profile(printer_uri), copies)
+        job = LabelJob(template_name=template.name, template_version=template.version,
+                       data=data, zpl=zpl.decode("ascii"), zpl_sha256=tpl.sha256(zpl),
+                       printer_uri=printer_uri, station_id=station_id, lot_id=lot_id,
+                       completion_id=completion_id, unit_serial=unit_serial, copies=copies,
+                       reason=reason, reprint_reason=reprint_reason, reprint_of=reprint_of,
+                       state="queued", created_by=self.actor.name)
+        db.session.add(job)
+        self.jobs.append((job, template))
+        return job
+
+    def queue(self) -> list[LabelJob]:
+        """Flush the jobs (their ids) and add each one's print message and audit event."""
+        if not self.jobs:
+            return []
+        db.session.flush()  # the jobs' ids, for their messages and audit events
+        # One delivery takes every pending job of its printer along, so when the caller
+        # publishes these messages itself (outbox.claiming) only each printer's last one is sent.
+        last = {job.printer_uri: job.id for job, _ in self.jobs}
+        for job, template in self.jobs:
+            if not job.printer_uri.startswith(STATION_PULL):  # station apps pull their jobs
+                enqueue(PRINT_TASK, [job.id], PRINT_QUEUE, dedup_key(job.id),
+                        publish=last[job.printer_uri] == job.id)
+            record(self.actor, "label.queued" if job.reason == "first_print" else "label.reprint",
+                   "label_job", job.id, lot_id=job.lot_id, after={
+                       "template": f"{template.name}:{template.version}",
+                       "printer": job.printer_uri, "sha256": job.zpl_sha256,
+                       "serial": job.unit_serial, "reason": job.reprint_reason})
+        jobs, self.jobs = [job for job, _ in self.jobs], []
+        return jobs
+
+
+def create_job(template_name: str, data: dict, printer_uri: str, *, actor: Actor = WORKER,
+               **options) -> LabelJob:
     """Render and store one job in the current transaction, with its print message."""
-    template = tpl.get_template(template_name, version)
-    declared = {v["name"] for v in template.variables}
-    data = {k: v for k, v in data.items() if k in declared}  # a template may use fewer fields
-    zpl = tpl.render(template, data, printer_profile(printer_uri), copies)
-    job = LabelJob(template_name=template.name, template_version=template.version, data=data,
-                   zpl=zpl.decode("ascii"), zpl_sha256=tpl.sha256(zpl), printer_uri=printer_uri,
-                   station_id=station_id, lot_id=lot_id, completion_id=completion_id,
-                   unit_serial=unit_serial, copies=copies, reason=reason,
-                   reprint_reason=reprint_reason, reprint_of=reprint_of, state="queued",
-                   created_by=actor.name)
-    db.session.add(job)
-    db.session.flush()
-    if not printer_uri.startswith(STATION_PULL):  # the station app pulls its own jobs
-        enqueue(PRINT_TASK, [job.id], PRINT_QUEUE, dedup_key(job.id))
-    record(actor, "label.queued" if reason == "first_print" else "label.reprint", "label_job",
-           job.id, lot_id=lot_id, after={"template": f"{template.name}:{template.version}",
-                                         "printer": printer_uri, "sha256": job.zpl_sha256,
-                                         "serial": unit_serial, "reason": reprint_reason})
+    batch = JobBatch(actor)
+    job = batch.add(template_name, data, printer_uri, **options)
+    batch.queue()
     return job
 
 
-def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: int) -> None:
-    """Queue the labels an accepted completion earns at a step that names a template."""
+def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: int,
+                        profile: tpl.Profile | None = None,
+                        batch: JobBatch | None = None) -> None:
+    """Add the labels an accepted completion earns at a step that names a template.
+
+    With ``batch`` the jobs are queued when the caller calls ``batch.queue()``.
+    """
     name = step.label_template
     if not name or good <= 0:
         return
@@ -101,6 +140,7 @@ def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: i
         if c.unit_serial:
             serials = [c.unit_serial]
         else:  # a lot-level completion labels the units that had not passed this step yet
+            db.session.flush()  # decisions made earlier in this transaction count
             passed = set(db.session.scalars(select(Completion.unit_serial).where(
                 Completion.lot_id == lot.id, Completion.step == c.step,
                 Completion.status == "accepted", Completion.unit_serial.is_not(None))))
@@ -112,9 +152,14 @@ def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: i
             return
     else:
         serials = [None]
+    own = batch is None
+    batch = batch or JobBatch()
     for serial in serials:
-        create_job(name, label_data(name, lot, serial), printer_key(station), lot_id=lot.id,
-                   station_id=station.id, completion_id=c.id, unit_serial=serial)
+        batch.add(name, label_data(name, lot, serial), printer_key(station), lot_id=lot.id,
+                  station_id=station.id, completion_id=c.id, unit_serial=serial,
+                  profile=profile)
+    if own:
+        batch.queue()
 
 
 def printer_key(station: Station) -> str:
@@ -238,6 +283,6 @@ def job_dict(job: LabelJob, with_zpl: bool = False) -> dict:
     return out
 
 
-__all__ = ["create_job", "jobs_for_completion", "reprint", "get_job", "list_jobs", "lot_jobs",
+__all__ = ["JobBatch", "create_job", "jobs_for_completion", "reprint", "get_job", "list_jobs", "lot_jobs",
            "next_for_station", "ack", "job_dict", "reschedule", "printer_profile",
            "ensure_print_messages"]

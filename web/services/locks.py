@@ -24,17 +24,16 @@ def named_lock(namespace: int, name: str, kind: str):
     if db.engine.dialect.name == "postgresql":
         # Session-level, on a connection of its own: it outlives the commits made inside the
         # block and vanishes with the connection if this process dies.
-        with db.engine.connect() as conn:
+        # Autocommit: one round trip each to take and to release, no BEGIN/COMMIT around them.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             got = conn.scalar(text("SELECT pg_try_advisory_lock(:ns, :k)"),
                               {"ns": namespace, "k": key})
-            conn.commit()
             try:
                 yield bool(got)
             finally:
                 if got:
                     conn.execute(text("SELECT pg_advisory_unlock(:ns, :k)"),
                                  {"ns": namespace, "k": key})
-                    conn.commit()
         return
     lock_dir = Path(current_app.config["NEUROHUB_DATA_DIR"]) / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from printers import Printer, PrinterError, printer_for_uri
 
 from ..extensions import db
 from ..models import LabelJob, Printer as PrinterRow, utcnow
-from .audit import WORKER, record
+from .audit import WORKER, record, record_many
 from .labels import TERMINAL, dedup_key, reschedule
 from .locks import named_lock
 from .outbox import done
@@ -44,29 +44,50 @@ def open_printer(uri: str) -> Printer:
 
 
 def print_job(job_id: int, open_printer: Callable[[str], Printer] = open_printer) -> str | None:
-    """Deliver this job and every earlier pending job of its printer; returns the job's state."""
-    job = db.session.get(LabelJob, job_id)
-    if job is None:
+    """Deliver this job and every other pending job of its printer; returns the job's state."""
+    row = db.session.execute(select(LabelJob.state, LabelJob.printer_uri)
+                             .where(LabelJob.id == job_id)).first()
+    if row is None:
         db.session.rollback()
         return None
-    if job.state in TERMINAL:
+    if row.state in TERMINAL:  # an earlier batch took it along (or a redelivery)
         done([dedup_key(job_id)])
         db.session.commit()
-        return job.state
-    uri = job.printer_uri
+        return row.state
     db.session.rollback()
-    with printer_lock(uri) as got:
-        if not got:  # another worker is printing on it and will reach this job in order
+    with printer_lock(row.printer_uri) as got:
+        if not got:  # another worker is printing on it and will take this job along in order
             reschedule(job_id, 1.0)
             db.session.commit()
             return "busy"
-        return _deliver(uri, job_id, open_printer)
+        return _deliver(row.printer_uri, job_id, open_printer)
+
+
+# Plain rows, not ORM objects: a batch is updated with one statement per state change, and
+# nothing is lazily reloaded after the commits that bracket the send.
+_JOB_COLUMNS = (LabelJob.id, LabelJob.zpl, LabelJob.zpl_sha256, LabelJob.lot_id,
+                LabelJob.printer_uri, LabelJob.state, LabelJob.attempts, LabelJob.printer_reason)
+BATCH = 200  # jobs per write: a backlog drains in a few batches, each committed as sent first
+
+
+def _set(ids: list[int], **values) -> None:
+    db.session.execute(update(LabelJob).where(LabelJob.id.in_(ids)).values(**values),
+                       execution_options={"synchronize_session": False})
+
+
+def _pending(uri: str) -> list:
+    return db.session.execute(select(*_JOB_COLUMNS).where(
+        LabelJob.printer_uri == uri, LabelJob.state.in_(("queued", "waiting_printer")))
+        .order_by(LabelJob.id).limit(BATCH)).all()
 
 
 def _deliver(uri: str, job_id: int, open_printer) -> str:
-    jobs = list(db.session.scalars(select(LabelJob).where(
-        LabelJob.printer_uri == uri, LabelJob.state.in_(("queued", "waiting_printer")),
-        LabelJob.id <= job_id).order_by(LabelJob.id)))
+    # Every pending job of the printer, in id order (not only up to job_id): the messages of
+    # the later ones then find them printed and cost almost nothing.
+    jobs = _pending(uri)
+    if not jobs:
+        db.session.commit()
+        return _state(job_id)
     max_attempts = current_app.config["LABEL_MAX_ATTEMPTS"]
     try:
         printer = open_printer(uri)
@@ -80,74 +101,81 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
             status = printer.status()
         except PrinterError as exc:  # unreachable, or no/short answer to ~HS: a fault
             _note_status(uri, "offline", [type(exc).__name__])
+            reason = f"{type(exc).__name__}: {exc}"[:200]
             for j in jobs:
-                j.attempts += 1
-                j.printer_reason = f"{type(exc).__name__}: {exc}"[:200]
-                if j.attempts >= max_attempts:
-                    _fail(j, f"printer not reachable after {j.attempts} attempts: "
+                attempts = j.attempts + 1
+                _set([j.id], attempts=attempts, printer_reason=reason)
+                if attempts >= max_attempts:
+                    _fail(j, f"printer not reachable after {attempts} attempts: "
                              f"{type(exc).__name__}: {exc}")
                 else:
-                    reschedule(j.id, _backoff(j.attempts))
+                    reschedule(j.id, _backoff(attempts))
             db.session.commit()
             return _state(job_id)
         if not status.ready:
             reason = ",".join(status.reasons) or "not_ready"
             _note_status(uri, "not_ready", status.reasons)
+            changed = [j for j in jobs if j.state != "waiting_printer" or j.printer_reason != reason]
+            record_many(WORKER, "label.waiting_printer", "label_job",
+                        [(j.id, j.lot_id, {"reason": reason}) for j in changed])
+            _set([j.id for j in jobs], state="waiting_printer", printer_reason=reason)
             for j in jobs:
-                if j.state != "waiting_printer" or j.printer_reason != reason:
-                    record(WORKER, "label.waiting_printer", "label_job", j.id, lot_id=j.lot_id,
-                           after={"reason": reason})
-                j.state, j.printer_reason = "waiting_printer", reason
                 reschedule(j.id, 5.0)  # an operator fixes paper or head; check again soon
             db.session.commit()
             return _state(job_id)
-        _note_status(uri, "ready", [])
-        _send_batch(printer, jobs)
-        return _state(job_id)
+        while True:  # a backlog goes out in batches, each committed as sent before its write
+            ok = _send_batch(printer, uri, jobs)
+            if ok and any(j.id == job_id for j in jobs):
+                return "printed"
+            if not ok or len(jobs) < BATCH:
+                return _state(job_id)
+            jobs = _pending(uri)
+            if not jobs:
+                return _state(job_id)
     finally:
         printer.close()
 
 
-def _send_batch(printer: Printer, jobs: list[LabelJob]) -> None:
+def _send_batch(printer: Printer, uri: str, jobs: list) -> bool:
     """Mark the jobs sent (committed), send them in order in one write, then confirm.
+
+    Returns whether the printer took them and is still ready.
 
     Once committed as sent, a job is never sent again automatically: if the connection breaks
     during the write, a person decides from the printed labels what to reprint.
     """
-    now = utcnow()
-    for job in jobs:
-        job.state, job.sent_at, job.attempts = "sent", now, job.attempts + 1
-        job.printer_reason = None
-        record(WORKER, "label.sent", "label_job", job.id, lot_id=job.lot_id,
-               after={"printer": job.printer_uri, "sha256": job.zpl_sha256})
-    done([dedup_key(job.id) for job in jobs])
+    ids = [j.id for j in jobs]
+    _note_status(uri, "ready", [])
+    _set(ids, state="sent", sent_at=utcnow(), attempts=LabelJob.attempts + 1, printer_reason=None)
+    record_many(WORKER, "label.sent", "label_job",
+                [(j.id, j.lot_id, {"printer": uri, "sha256": j.zpl_sha256}) for j in jobs])
+    done([dedup_key(i) for i in ids])
     db.session.commit()  # from here on, never sent again automatically
     try:
         # One write for the batch: labels arrive in job order, and no other writer can
         # interleave on this connection (the printer lock keeps other workers out).
-        printer.send(b"".join(job.zpl.encode("ascii") for job in jobs),
-                     job_id=f"job-{jobs[0].id}")
+        printer.send(b"".join(j.zpl.encode("ascii") for j in jobs), job_id=f"job-{ids[0]}")
         status = printer.status()
     except PrinterError as exc:
-        for job in jobs:
-            job.error = (f"{type(exc).__name__} during or after sending: {exc}. Not re-sent "
-                         "automatically; reprint if no label came out")[:2000]
-            record(WORKER, "label.send_error", "label_job", job.id, lot_id=job.lot_id,
-                   after={"error": job.error[:200]})
+        error = (f"{type(exc).__name__} during or after sending: {exc}. Not re-sent "
+                 "automatically; reprint if no label came out")[:2000]
+        _set(ids, error=error)
+        record_many(WORKER, "label.send_error", "label_job",
+                    [(j.id, j.lot_id, {"error": error[:200]}) for j in jobs])
         db.session.commit()
-        return
-    for job in jobs:
-        if status.ready:
-            job.state, job.printed_at = "printed", utcnow()
-            record(WORKER, "label.printed", "label_job", job.id, lot_id=job.lot_id,
-                   after={"printer": job.printer_uri})
-        else:  # it got the bytes but reports a fault: a person must look at the labels
-            job.printer_reason = ",".join(status.reasons)
+        return False
+    if status.ready:
+        _set(ids, state="printed", printed_at=utcnow())
+        record_many(WORKER, "label.printed", "label_job",
+                    [(j.id, j.lot_id, {"printer": uri}) for j in jobs])
+    else:  # it got the bytes but reports a fault: a person must look at the labels
+        _set(ids, printer_reason=",".join(status.reasons))
     db.session.commit()
+    return status.ready
 
 
-def _fail(job: LabelJob, error: str) -> None:
-    job.state, job.error = "failed", error[:2000]
+def _fail(job, error: str) -> None:
+    _set([job.id], state="failed", error=error[:2000])
     done([dedup_key(job.id)])
     record(WORKER, "label.failed", "label_job", job.id, lot_id=job.lot_id,
            after={"error": error[:200]})

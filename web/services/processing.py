@@ -11,13 +11,15 @@ import logging
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, case, literal, select, text
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import (Completion, Firmware, FirmwareAssignment, Lot, LotUnit, RoutingStep,
-                      Station, utcnow)
+from ..models import (Completion, Firmware, FirmwareAssignment, Lot, LotUnit, Printer,
+                      RoutingStep, Station, utcnow)
 from .audit import WORKER, record
-from .labels import jobs_for_completion
+from .label_templates import Profile
+from .labels import STATION_PULL, JobBatch, jobs_for_completion
 from .outbox import done
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,9 @@ def process_completion(completion_id: int, lot_id: int | None = None) -> str | N
             return None
     # FOR NO KEY UPDATE: workers take turns on the lot, but new completions' foreign-key
     # checks against it (the hot POST path) are not blocked.
-    lot = session.scalar(select(Lot).where(Lot.id == lot_id).with_for_update(key_share=True))
+    # The product comes in the same round trip: labels need its code and name.
+    lot = session.scalar(select(Lot).options(joinedload(Lot.product, innerjoin=True))
+                         .where(Lot.id == lot_id).with_for_update(key_share=True, of=Lot))
     pending = list(session.scalars(
         select(Completion).where(Completion.lot_id == lot_id, PENDING,
                                  Completion.id <= completion_id)
@@ -73,17 +77,36 @@ def process_completion(completion_id: int, lot_id: int | None = None) -> str | N
         done([f"completion:{completion_id}"])
         session.commit()
         return status
-    steps = revision_steps(lot.routing_revision_id)
-    stations = {s.id: s for s in session.scalars(select(Station).where(
-        Station.id.in_({c.station_id for c in pending})))}
-    for c in pending:
-        _decide(c, lot, stations[c.station_id], steps)
+    # Their messages go with this transaction's effect; deleted now, before anything is dirty,
+    # the DELETE costs no extra flush.
     done([f"completion:{c.id}" for c in pending])
+    steps = revision_steps(lot.routing_revision_id)
+    stations = _stations({c.station_id for c in pending})
+    units = _Units(lot, pending)
+    jobs = JobBatch()
+    # Decisions are written in one flush at the end, not before every query in the loop; the
+    # reads in the loop that depend on earlier decisions of the batch account for them.
+    with session.no_autoflush:
+        for c in pending:
+            station, profile = stations[c.station_id]
+            _decide(c, lot, station, profile, steps, units, jobs)
+    jobs.queue()
     status = next((c.status for c in pending if c.id == completion_id), None)
     if status is None:  # the message named another lot's completion: leave it to its own
         status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
     session.commit()
     return status
+
+
+def _stations(ids: set[int]) -> dict[int, tuple[Station, Profile]]:
+    """The completing stations with their printer's profile, in one query."""
+    key = case((Station.printer_uri.startswith(STATION_PULL), literal(STATION_PULL) + Station.code),
+               else_=Station.printer_uri)  # labels.printer_key, in SQL
+    rows = db.session.execute(
+        select(Station, Printer.dpi, Printer.width_dots, Printer.length_dots, Printer.darkness)
+        .outerjoin(Printer, Printer.uri == key).where(Station.id.in_(ids))).all()
+    return {st.id: (st, Profile() if dpi is None else Profile(dpi, width, length, darkness))
+            for st, dpi, width, length, darkness in rows}
 
 
 def _reason(code: str, detail: str) -> dict:
@@ -168,25 +191,49 @@ def _quantities(c: Completion, lot: Lot, reasons: list[dict]) -> tuple[int, int]
     return good, scrap
 
 
-def _check_unit(c: Completion, lot: Lot, reasons: list[dict]) -> LotUnit | None:
-    if not c.unit_serial:
-        return None
-    unit = db.session.scalar(select(LotUnit).where(LotUnit.serial == c.unit_serial))
-    if unit is None or unit.lot_id != lot.id:
-        reasons.append(_reason("unknown_unit", f"unit {c.unit_serial!r} is not in this lot"))
-        return None
-    if unit.status != "ok":
-        reasons.append(_reason("unit_scrapped", f"unit {c.unit_serial!r} was scrapped"))
-    done_before = db.session.scalar(select(func.count()).select_from(Completion).where(
-        Completion.lot_id == lot.id, Completion.step == c.step, Completion.status == "accepted",
-        Completion.unit_serial == c.unit_serial))
-    if done_before:
-        reasons.append(_reason("unit_already_completed",
-                               f"unit {c.unit_serial!r} already passed {c.step}"))
-    return unit
+class _Units:
+    """The batch's unit serials, read in one query: the unit and the steps it already passed."""
+
+    def __init__(self, lot: Lot, pending: list[Completion]):
+        self.lot = lot
+        serials = {c.unit_serial for c in pending if c.unit_serial}
+        self.units: dict[str, LotUnit] = {}
+        self.passed: set[tuple[str, str]] = set()
+        if not serials:
+            return
+        # One round trip: each unit, joined to the steps it has already passed in this lot.
+        rows = db.session.execute(
+            select(LotUnit, Completion.step).outerjoin(Completion, and_(
+                Completion.unit_serial == LotUnit.serial, Completion.lot_id == lot.id,
+                Completion.status == "accepted")).where(LotUnit.serial.in_(serials))).all()
+        for unit, step in rows:
+            self.units[unit.serial] = unit
+            if step is not None:
+                self.passed.add((unit.serial, step))
+
+    def check(self, c: Completion, reasons: list[dict]) -> LotUnit | None:
+        """The completion's unit, adding the reasons it cannot count."""
+        if not c.unit_serial:
+            return None
+        unit = self.units.get(c.unit_serial)
+        if unit is None or unit.lot_id != self.lot.id:
+            reasons.append(_reason("unknown_unit", f"unit {c.unit_serial!r} is not in this lot"))
+            return None
+        if unit.status != "ok":
+            reasons.append(_reason("unit_scrapped", f"unit {c.unit_serial!r} was scrapped"))
+        if (c.unit_serial, c.step) in self.passed:
+            reasons.append(_reason("unit_already_completed",
+                                   f"unit {c.unit_serial!r} already passed {c.step}"))
+        return unit
+
+    def accepted(self, c: Completion) -> None:
+        """A completion of the batch was accepted: its unit has now passed its step."""
+        if c.unit_serial:
+            self.passed.add((c.unit_serial, c.step))
 
 
-def _decide(c: Completion, lot: Lot, station: Station, ordered: tuple[StepSpec, ...]) -> None:
+def _decide(c: Completion, lot: Lot, station: Station, profile: Profile,
+            ordered: tuple[StepSpec, ...], units: _Units, jobs: JobBatch) -> None:
     """Judge one completion and apply its effect to the locked lot."""
     steps = {s.code: s for s in ordered}
     step = steps[c.step]
@@ -199,7 +246,7 @@ def _decide(c: Completion, lot: Lot, station: Station, ordered: tuple[StepSpec, 
     if c.step not in (station.steps or []):
         reasons.append(_reason("station_not_for_step",
                                f"station {station.code} does not serve {c.step}"))
-    unit = _check_unit(c, lot, reasons)
+    unit = units.check(c, reasons)
     reasons.extend(measurement_reasons)
     firmware_reasons, firmware = check_firmware(step, c, lot, station)
     reasons.extend(firmware_reasons)
@@ -226,7 +273,9 @@ def _decide(c: Completion, lot: Lot, station: Station, ordered: tuple[StepSpec, 
         c.firmware_id, c.firmware_sha256 = firmware.id, firmware.sha256
     record(WORKER, "completion.accepted", "completion", c.id, lot_id=lot.id,
            after={"step": c.step, "qty_good": good, "qty_scrap": scrap})
-    jobs_for_completion(c, lot, station, step, good)  # before _advance: units as they passed
+    units.accepted(c)
+    # Before _advance: the labels show the units as they passed.
+    jobs_for_completion(c, lot, station, step, good, profile, jobs)
     _advance(lot, good, scrap, unit, ordered)
 
 

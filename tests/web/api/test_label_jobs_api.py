@@ -159,9 +159,9 @@ def test_unknown_job_is_404(client, auth, db, path):
 
 def test_job_filters_and_cursor_pagination(app, client, factory, marked):
     m = marked
+    print_jobs(app, [m.jobs[-1]["id"]])  # delivers every pending job of the printer
     other = factory.lot(m.product, 3, serials=_serials(3))
-    complete(app, client, m.op, other, "MARK", m.station)
-    print_jobs(app, [m.jobs[-1]["id"]])  # delivers every earlier job of the printer too
+    complete(app, client, m.op, other, "MARK", m.station)  # queued after that delivery
     mine = {j["id"] for j in m.jobs}
     theirs = {j["id"] for j in jobs(client, m.op, lot_no=other)["items"]}
     assert len(theirs) == 3 and not mine & theirs
