@@ -256,7 +256,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--conns", type=int, default=8, help="paced client: max requests in flight")
     ap.add_argument("--lots", type=int, default=4)
-    ap.add_argument("--concurrency", type=int, default=4,
+    ap.add_argument("--concurrency", type=int, default=2,
                     help="completion worker processes (neurohub up: WORKER_CONCURRENCY)")
     ap.add_argument("--per-lot", type=int, default=600, help="unit serials per lot")
     ap.add_argument("--warmup", type=int, default=20, help="completions through the pipeline first")

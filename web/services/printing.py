@@ -123,15 +123,13 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
                 reschedule(j.id, 5.0)  # an operator fixes paper or head; check again soon
             db.session.commit()
             return _state(job_id)
+        state = None
         while True:  # a backlog goes out in batches, each committed as sent before its write
             ok = _send_batch(printer, uri, jobs)
             if ok and any(j.id == job_id for j in jobs):
-                return "printed"
-            if not ok or len(jobs) < BATCH:
-                return _state(job_id)
-            jobs = _pending(uri)
-            if not jobs:
-                return _state(job_id)
+                state = "printed"
+            if not ok or len(jobs) < BATCH or not (jobs := _pending(uri)):
+                return state or _state(job_id)
     finally:
         printer.close()
 

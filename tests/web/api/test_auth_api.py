@@ -145,6 +145,26 @@ def test_expired_token_is_401(client, factory):
     assert "invalid_token" in resp.headers.get("WWW-Authenticate", "")
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(client, factory):
+    """Verified tokens are remembered per process, but never past their expiry."""
+    uid, name = factory.user("admin")
+    now = int(time.time())
+    token = jwt.encode(_claims(uid, name, "admin", iat=now, exp=now + 2), SECRET,
+                       algorithm="HS256")
+    assert client.get("/api/v1/products", headers=_bearer(token)).status_code == 200
+    assert client.get("/api/v1/products", headers=_bearer(token)).status_code == 200
+    time.sleep(max(0.0, now + 2 - time.time()) + 0.1)
+    resp = client.get("/api/v1/products", headers=_bearer(token))
+    assert_problem(resp, 401)
+    assert "expired" in resp.get_json()["detail"]
+
+
+def test_api_responses_set_no_cookies(client, factory):
+    resp = client.post(TOKEN_URL, json={"username": factory.user("operator")[1],
+                                        "password": PASSWORD})
+    assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
+
+
 def test_tampered_signature_is_401(client, factory):
     uid, name = factory.user("admin")
     token = jwt.encode(_claims(uid, name, "admin"), SECRET, algorithm="HS256")

@@ -1,5 +1,6 @@
 """The outbox relay: publish once, back off, republish lost messages, dead-letter poison."""
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -166,3 +167,26 @@ def test_a_full_queue_holds_new_messages_in_the_outbox(app, db, three_lots):
     _due_now(db)
     assert relay_batch(rec, lambda q: 0, window=64).published == 1
     assert sorted(s[1][0] for s in rec.sent) == sorted(three_lots)
+
+
+def test_a_claimed_message_whose_publish_failed_is_published_by_the_relay(app, db, factory):
+    """Broker down right after the worker's commit: the outbox row still gets it there."""
+    from celery import Celery
+
+    from web.services import outbox
+    from workers.broker import publish_claimed
+    with app.app_context():
+        with outbox.claiming() as claimed:
+            outbox.enqueue("labels.print", [42], "printing", "label:42")
+        db.session.commit()
+        dead = Celery("dead", broker="redis://127.0.0.1:1/0",  # nothing listens there
+                      broker_connection_retry=False, broker_connection_max_retries=0)
+        t0 = time.monotonic()
+        assert publish_claimed(dead, claimed) == 0  # logged, not raised: the task succeeded
+        # Bounded by kombu's connect retries (about 6 s here), not by the outage.
+        assert time.monotonic() - t0 < 15
+        rec = Recorder()
+        _age(db, 31)  # the redispatch delay is over
+        stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
+    assert stats.republished == 1
+    assert rec.sent == [("labels.print", (42,), "printing", "label-42")]

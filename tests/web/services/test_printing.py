@@ -172,3 +172,27 @@ def test_station_pull_jobs_are_not_sent_by_workers(app, db, factory):
         pulled = labels.next_for_station(station)
         assert pulled.id == job.id and pulled.state == "sent"
         assert labels.next_for_station(station) is None
+
+
+def test_one_delivery_takes_every_pending_job_of_the_printer_along(app, db, sim, make_jobs):
+    ids = make_jobs(3)
+    with app.app_context():
+        assert printing.print_job(ids[0]) == "printed"  # the oldest job's message...
+        assert [state(app, i)[0] for i in ids] == ["printed"] * 3  # ...delivers the later ones
+        assert printing.print_job(ids[2]) == "printed"  # their own messages then send nothing
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert sim.label_count == 3
+
+
+def test_a_backlog_goes_out_in_batches_each_committed_as_sent_first(app, db, sim, make_jobs,
+                                                                    monkeypatch):
+    monkeypatch.setattr(printing, "BATCH", 2)
+    ids = make_jobs(5)
+    with app.app_context():
+        assert printing.print_job(ids[0]) == "printed"
+        jobs = [labels.get_job(i) for i in ids]
+        assert [j.state for j in jobs] == ["printed"] * 5
+        sent = list(db.session.scalars(select(AuditEvent.entity_id).where(
+            AuditEvent.action == "label.sent").order_by(AuditEvent.id)))
+    assert sent == [str(i) for i in ids]  # three batches (2 + 2 + 1), in job order
+    assert [lbl.zpl for lbl in sim.labels()] == [j.zpl.encode().strip() for j in jobs]

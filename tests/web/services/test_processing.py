@@ -4,8 +4,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from web.models import AuditEvent, Completion, Lot, OutboxMessage
-from web.services import completions, lots
+from web.models import AuditEvent, Completion, LabelJob, Lot, OutboxMessage
+from web.services import completions, lots, outbox
 from web.services.audit import Actor
 from web.services.processing import judge_measurements, mark_failed, process_completion
 
@@ -176,3 +176,49 @@ def test_poison_completion_is_marked_failed_once(app, line, factory, db):
         actions = db.session.scalars(select(AuditEvent.action).where(
             AuditEvent.entity_type == "completion", AuditEvent.entity_id == str(cid))).all()
         assert sorted(actions) == ["completion.failed", "completion.received"]
+
+
+def test_one_batch_judges_units_against_its_own_earlier_decisions(app, line, factory, db):
+    lot = factory.lot(line["product"], quantity=3, serials=["SN-C1", "SN-C2", "SN-C3"])
+    with app.app_context():
+        ids = [submit(line, lot, "SMT", unit_serial=s) for s in ("SN-C1", "SN-C1", "SN-C2")]
+        assert process_completion(ids[-1]) == "accepted"  # one transaction decides all three
+        got = [(c.status, [r["code"] for r in c.reasons])
+               for c in map(completions.get_completion, ids)]
+    assert got == [("accepted", []), ("rejected", ["unit_already_completed"]), ("accepted", [])]
+    assert lot_state(app, lot) == ("in_process", "SMT", 3, 2)
+
+
+def test_label_messages_of_a_batch_are_claimed_and_one_per_printer_is_published(
+        app, factory, db):
+    """Inside outbox.claiming() the worker publishes its label messages itself, after commit."""
+    uid, name = factory.user("operator")
+    product = factory.product(routing=[{"step": "PACK", "name": "Packing",
+                                        "label_template": "unit"}])
+    line = {"PACK": factory.station(steps=["PACK"], printer_uri="tcp://127.0.0.1:9"),
+            "actor": Actor(uid, name)}
+    lot = factory.lot(product, quantity=3, serials=["SN-D1", "SN-D2", "SN-D3"])
+    with app.app_context():
+        ids = [submit(line, lot, "PACK", unit_serial=s) for s in ("SN-D1", "SN-D2", "SN-D3")]
+        with outbox.claiming() as claimed:
+            assert process_completion(ids[-1]) == "accepted"
+        jobs = list(db.session.scalars(select(LabelJob.id).order_by(LabelJob.id)))
+        rows = list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    assert len(jobs) == 3
+    # Every job keeps its durable message, stored as dispatched and due again only after the
+    # redispatch delay: the relay publishes it only if this worker's publish never happened.
+    assert [r.dedup_key for r in rows] == [f"label:{j}" for j in jobs]
+    delay = app.config["OUTBOX_REDISPATCH_SECONDS"]
+    assert all(r.dispatched_at is not None and r.attempts == 1 and
+               (r.available_at - r.dispatched_at).total_seconds() >= delay for r in rows)
+    # One delivery prints all pending jobs of a printer: only the newest one is published.
+    assert claimed == [("labels.print", [jobs[-1]], "printing", f"label:{jobs[-1]}")]
+
+
+def test_outside_claiming_messages_are_left_to_the_relay(app, line, factory, db):
+    lot = factory.lot(line["product"], quantity=1)
+    with app.app_context():
+        cid = submit(line, lot, "SMT")
+        row = db.session.scalar(select(OutboxMessage))
+    assert row.dedup_key == f"completion:{cid}"
+    assert row.dispatched_at is None and row.attempts == 0  # due now, for the relay
