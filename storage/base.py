@@ -176,6 +176,22 @@ class StorageAdapter(abc.ABC):
         with open(file_path, "rb") as fh:
             return self.put(key, fh)
 
+    def staging_dir(self) -> Optional[str]:
+        """A local directory to spool files for adopt() in (same filesystem), or None."""
+        return None
+
+    def adopt(self, file_path: str | os.PathLike, key: str, sha256: str) -> ObjectInfo:
+        """Store a private file whose sha256 the caller computed; it may be moved, not copied.
+
+        Afterwards file_path is either gone (taken over) or unchanged, and the caller removes
+        it. This default copies it with upload() and checks the hash it computes on the way.
+        """
+        info = self.upload(file_path, key)
+        if info.sha256 != sha256:
+            self.delete(key)
+            raise StorageError(f"{os.fspath(file_path)!r} does not hash to {sha256}")
+        return info
+
     def download(self, key: str, file_path: str | os.PathLike) -> ObjectInfo:
         """Write key to file_path atomically (temp file next to it, then rename); return its info."""
         target = os.path.abspath(os.fspath(file_path))

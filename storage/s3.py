@@ -128,19 +128,24 @@ class S3Storage(StorageAdapter):
             "s3", region_name=region or None, endpoint_url=self.endpoint_url, config=config
         )
 
-    def _transfer(self) -> Any:
+    def _transfer(self, file_source: bool = False) -> Any:
         """TransferConfig for managed uploads (built lazily: it needs boto3)."""
         if self._transfer_config is None:
             from boto3.s3.transfer import TransferConfig
 
-            self._transfer_config = TransferConfig(
-                multipart_threshold=self.multipart_threshold,
-                # Parts of threshold size, but at least S3's minimum and at most 8 MiB so a
-                # large threshold does not mean huge parts (s3transfer grows them if needed).
-                multipart_chunksize=max(MIN_PART_SIZE, min(self.multipart_threshold, 8 * MIB)),
-                max_concurrency=4,  # each in-flight part may be buffered: keep memory bounded
+            # Parts of threshold size, but at least S3's minimum and at most 8 MiB so a
+            # large threshold does not mean huge parts (s3transfer grows them if needed).
+            part = max(MIN_PART_SIZE, min(self.multipart_threshold, 8 * MIB))
+            self._transfer_config = (
+                # A stream's parts are buffered in memory while in flight: keep few.
+                TransferConfig(multipart_threshold=self.multipart_threshold,
+                               multipart_chunksize=part, max_concurrency=4),
+                # A file's parts are read from it by each sending thread, so memory stays
+                # small with as many threads as boto3's upload_file uses by default.
+                TransferConfig(multipart_threshold=self.multipart_threshold,
+                               multipart_chunksize=part, max_concurrency=10),
             )
-        return self._transfer_config
+        return self._transfer_config[1 if file_source else 0]
 
     def _full(self, key: str) -> str:
         """Validate key and return the bucket key including the prefix."""
@@ -166,20 +171,38 @@ class S3Storage(StorageAdapter):
             self._upload(spool, key, info.sha256)
         return ObjectInfo(key=key, size=info.size, sha256=info.sha256)
 
-    def upload(self, file_path: str | os.PathLike, key: str) -> ObjectInfo:
-        """Upload a local file: hash it in a first pass, then upload it directly (no spool copy)."""
+    def _upload_path(self, file_path: str, key: str, sha256: str) -> None:
+        """Managed upload of a local file (parts read from the file by the transfer threads)."""
+        extra = {"Metadata": {"sha256": sha256}, "ChecksumAlgorithm": "SHA256"}
+        with _translate(key):
+            self.client.upload_file(
+                file_path, self.bucket, self._full(key), ExtraArgs=extra,
+                Config=self._transfer(file_source=True)
+            )
+
+    def _send_file(self, file_path: str | os.PathLike, key: str, sha256: Optional[str]) -> ObjectInfo:
+        """Upload a local file, hashing it first unless sha256 is given; refuse a changing file."""
         validate_key(key)
-        with open(file_path, "rb") as fh:
+        path = os.fspath(file_path)
+        with open(path, "rb") as fh:
             before = os.fstat(fh.fileno())
-            info = copy_stream(fh.read, lambda chunk: None)
-            fh.seek(0)
-            self._upload(fh, key, info.sha256)  # note: s3transfer closes fh when done
-        after = os.stat(file_path)
+            if sha256 is None:
+                sha256 = copy_stream(fh.read, lambda chunk: None).sha256
+        self._upload_path(path, key, sha256)
+        after = os.stat(path)
         if _fingerprint(before) != _fingerprint(after):
             # The stored sha256 metadata may not describe what was uploaded.
             self.delete(key)
-            raise StorageError(f"{os.fspath(file_path)!r} changed while it was being uploaded")
-        return ObjectInfo(key=key, size=info.size, sha256=info.sha256)
+            raise StorageError(f"{path!r} changed while it was being uploaded")
+        return ObjectInfo(key=key, size=before.st_size, sha256=sha256)
+
+    def upload(self, file_path: str | os.PathLike, key: str) -> ObjectInfo:
+        """Upload a local file: hash it in a first pass, then upload it directly (no spool copy)."""
+        return self._send_file(file_path, key, None)
+
+    def adopt(self, file_path: str | os.PathLike, key: str, sha256: str) -> ObjectInfo:
+        """Upload a private file the caller already hashed (one pass: no hashing here)."""
+        return self._send_file(file_path, key, sha256)
 
     def delete(self, key: str) -> None:
         """Delete key (S3 DeleteObject is already idempotent)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import os
+import tempfile
 
 import pytest
 
@@ -169,3 +172,73 @@ def test_directory_is_not_an_object(base):
     with pytest.raises(StorageError):
         store.put("d/f.bin/child", io.BytesIO(b"parent is a file"))
     assert _all_files(base) == [os.path.join("d", "f.bin")]
+
+
+# --- adopt: a caller's private, already hashed file renamed into place --------------------------
+
+def _spool(store, data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix=".tmp-upload-", dir=store.staging_dir())
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+def test_staging_dir_is_the_real_store_root(base, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(base, target_is_directory=True)
+    store = LocalStorage(link)
+    assert store.staging_dir() == str(base) and base.is_dir()
+
+
+def test_adopt_renames_without_copying_or_hashing(base, monkeypatch):
+    store = LocalStorage(base)
+    data = os.urandom(300_000)
+    path = _spool(store, data)
+    inode = os.stat(path).st_ino
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    monkeypatch.setattr("storage.base.copy_stream", lambda *a: pytest.fail("copied"))
+    info = store.adopt(path, "fw/1.0/a.bin", hashlib.sha256(data).hexdigest())
+    assert (info.key, info.size, info.sha256) == ("fw/1.0/a.bin", len(data),
+                                                  hashlib.sha256(data).hexdigest())
+    assert info.modified is not None and synced  # fsync'd before the rename
+    assert not os.path.exists(path)
+    assert os.stat(base / "fw" / "1.0" / "a.bin").st_ino == inode
+    assert _all_files(base) == [os.path.join("fw", "1.0", "a.bin")]
+    assert [o.key for o in store.list()] == ["fw/1.0/a.bin"]
+
+
+def test_adopt_across_filesystems_copies_and_checks_the_hash(base, monkeypatch):
+    store = LocalStorage(base)
+    data = b"firmware" * 1000
+    real_rename = os.rename
+
+    def exdev(src, dst):
+        if os.path.basename(src).startswith(".tmp-upload-"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst)
+    monkeypatch.setattr(os, "rename", exdev)
+    path = _spool(store, data)
+    info = store.adopt(path, "x/a.bin", hashlib.sha256(data).hexdigest())
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert (base / "x" / "a.bin").read_bytes() == data
+    assert os.path.exists(path)  # a copy: the caller still removes its file
+    os.unlink(path)
+    path = _spool(store, data)
+    with pytest.raises(StorageError):  # the bytes are not what the caller hashed
+        store.adopt(path, "x/b.bin", "0" * 64)
+    os.unlink(path)
+    assert _all_files(base) == [os.path.join("x", "a.bin")]
+
+
+def test_adopt_refuses_bad_keys_and_escapes(base, outside):
+    store = LocalStorage(base)
+    path = _spool(store, b"data")
+    for key in ("../escape.bin", "/abs.bin", ".tmp-x/a.bin"):
+        with pytest.raises(InvalidKey):
+            store.adopt(path, key, hashlib.sha256(b"data").hexdigest())
+    (base / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidKey):
+        store.adopt(path, "link/a.bin", hashlib.sha256(b"data").hexdigest())
+    assert os.path.exists(path) and sorted(os.listdir(outside)) == ["secret.txt"]

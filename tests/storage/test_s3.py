@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import subprocess
 import sys
 
 import pytest
 
-from storage import ObjectNotFound, S3Storage, StorageError
+from storage import InvalidKey, ObjectNotFound, S3Storage, StorageError
 
 
 @pytest.fixture
@@ -128,14 +129,31 @@ def test_multipart_threshold_is_configurable(s3_endpoint, s3_bucket, s3_client, 
 def test_upload_detects_file_changed_during_upload(s3, tmp_path, monkeypatch):
     src = tmp_path / "growing.log"
     src.write_bytes(b"initial")
-    original = s3._upload
+    original = s3._upload_path
 
-    def upload_then_modify(fileobj, key, sha256):
-        original(fileobj, key, sha256)
+    def upload_then_modify(file_path, key, sha256):
+        original(file_path, key, sha256)
         with open(src, "ab") as fh:  # someone appends while we upload
             fh.write(b" more")
 
-    monkeypatch.setattr(s3, "_upload", upload_then_modify)
+    monkeypatch.setattr(s3, "_upload_path", upload_then_modify)
     with pytest.raises(StorageError, match="changed"):
         s3.upload(src, "growing.log")
     assert not s3.exists("growing.log")  # no object with stale sha256 metadata is left
+
+
+def test_adopt_sends_a_hashed_file_as_it_is(s3, s3_client, s3_bucket, tmp_path, monkeypatch):
+    data = os.urandom(9 * 1024 * 1024 + 5)  # above the multipart threshold
+    src = tmp_path / "spool"
+    src.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    monkeypatch.setattr("storage.s3.copy_stream", lambda *a: pytest.fail("hashed a second time"))
+    info = s3.adopt(src, "dev/fw.bin", sha)
+    assert (info.size, info.sha256) == (len(data), sha)
+    assert src.read_bytes() == data  # a remote store leaves the file to the caller
+    head = s3_client.head_object(Bucket=s3_bucket, Key="firmware/dev/fw.bin")
+    assert head["Metadata"]["sha256"] == sha
+    with s3.open("dev/fw.bin") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == sha
+    with pytest.raises(InvalidKey):
+        s3.adopt(src, "../x", sha)

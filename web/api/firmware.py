@@ -3,10 +3,7 @@ authenticated local-storage file downloads (``/api/v1/files/{key}``)."""
 import os
 
 from flask import Blueprint, Response, current_app, redirect, request
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import MultiPartParser
-from werkzeug.http import parse_options_header
-from werkzeug.wsgi import FileWrapper, get_input_stream, wrap_file
+from werkzeug.wsgi import FileWrapper, wrap_file
 
 from storage import AREAS, InvalidKey, ObjectNotFound, validate_key
 from storage.base import CHUNK_SIZE
@@ -18,6 +15,7 @@ from ..services import firmware as svc
 from ..services import firmware_assignments as asg
 from ..services.storage_sync import area_storage
 from . import actor
+from .firmware_multipart import FormTooLarge, MultipartError, PartRefused, boundary_of, parse_form
 from .firmware_schemas import (AssignmentList, AssignmentOut, DownloadQuery, FirmwareAckIn,
                                FirmwareOut, FirmwarePage, FirmwareQuery, FirmwareUploadForm,
                                RevokeIn)
@@ -25,6 +23,8 @@ from .firmware_schemas import (AssignmentList, AssignmentOut, DownloadQuery, Fir
 bp = Blueprint("firmware", __name__, url_prefix="/api/v1")
 # Multipart boundaries, part headers and the text fields around the image (held in memory).
 FORM_SLACK = 1024 * 1024
+# Body read size: large blocks amortise the WSGI input's per-call cost (memory: one block).
+UPLOAD_BLOCK = CHUNK_SIZE
 DOWNLOAD_RESPONSES = {200: None, 206: None, 302: None, 304: None}
 
 
@@ -47,37 +47,66 @@ def _firmware(firmware_id: int):
         raise NotFound(f"unknown firmware {firmware_id}") from None
 
 
+def _body_reader(limit: int):
+    """``read(n)`` over the request body that refuses more than ``limit`` bytes in total.
+
+    The WSGI input is read directly (not through a ``LimitedStream``, which copies every
+    block twice more); the server stops it at Content-Length, and a body announced (or sent)
+    above the limit is refused before or while it is read.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise svc.TooLarge(limit)
+    env = request.environ
+    if length is None and not env.get("wsgi.input_terminated"):
+        raise BadRequest("a Content-Length (or a chunked body the server ends) is required")
+    read, left = env["wsgi.input"].read, [limit if length is None else length]
+
+    def bounded(n: int) -> bytes:
+        if left[0] <= 0:
+            if length is None and read(1):  # more than the limit arrived
+                raise svc.TooLarge(limit)
+            return b""
+        chunk = read(min(n, left[0]))
+        left[0] -= len(chunk)
+        return chunk
+    return bounded
+
+
 def _parse_upload(limit: int, spools: list):
     """Parse the multipart body; the image part is hashed while it is spooled to disk.
 
-    Werkzeug's parser is used directly so that it reads the body in 1 MiB blocks: small reads
-    cost more in the WSGI server's input stream than the parsing itself.
+    The image is spooled in the store's staging directory, so a local store renames it into
+    place; blocks of UPLOAD_BLOCK bytes keep per-call overhead in the server's input low.
     """
 
-    def stream_factory(total_content_length, content_type, filename=None, content_length=None):
-        spools.append(svc.HashingSpool(limit))
+    def open_file(filename):
+        spools.append(svc.spool(limit))
         return spools[-1]
 
     too_large = ContentTooLarge(f"the firmware image may be at most {limit} bytes "
                                 f"(MAX_FIRMWARE_BYTES)", errors=[
         {"field": "file", "message": f"larger than {limit} bytes"}])
-    parser = MultiPartParser(stream_factory, max_form_memory_size=FORM_SLACK + 2 * CHUNK_SIZE,
-                             buffer_size=CHUNK_SIZE, max_form_parts=16)
-    boundary = parse_options_header(request.headers.get("Content-Type", ""))[1].get("boundary")
-    if not boundary:
-        raise BadRequest("the multipart body has no boundary")
     try:
-        stream = get_input_stream(request.environ, max_content_length=limit + FORM_SLACK)
-        form, files = parser.parse(stream, boundary.encode("ascii"), request.content_length)
-    except (svc.TooLarge, RequestEntityTooLarge):
+        boundary = boundary_of(request.headers.get("Content-Type", ""))
+    except MultipartError as exc:
+        raise BadRequest(f"the multipart body has no (valid) boundary: {exc}") from None
+    try:
+        form, file = parse_form(_body_reader(limit + FORM_SLACK), boundary, open_file,
+                                field_names=FirmwareUploadForm.model_fields, file_name="file",
+                                max_field_bytes=FORM_SLACK, max_parts=16,
+                                block_size=UPLOAD_BLOCK)
+    except (svc.TooLarge, FormTooLarge):
         raise too_large from None
-    except ValueError as exc:  # malformed multipart (Werkzeug's parser reports it this way)
+    except MultipartError as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from None
-    fields = FirmwareUploadForm.model_validate(form.to_dict())
-    image = files.get("file")
-    if image is None or not isinstance(image.stream, svc.HashingSpool):
+    except PartRefused as exc:
+        raise field_error(exc.name, exc.reason) from None
+    fields = FirmwareUploadForm.model_validate(form)
+    if file is None:
         raise field_error("file", "a multipart part named file holding the image is required")
-    return fields, image.stream.incoming(image.filename)
+    filename, image = file
+    return fields, image.incoming(filename)
 
 
 @bp.post("/firmware")

@@ -9,25 +9,21 @@ Release publishes ``firmware.distribute`` through the outbox; the task body is `
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
-import tempfile
-from dataclasses import dataclass
-from typing import BinaryIO, Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from storage import ObjectNotFound, StorageError
-from storage.base import CHUNK_SIZE
 
 from ..extensions import db
 from ..models import Firmware, FirmwareAssignment, Product, utcnow
 from . import firmware_assignments as assignments
 from .audit import WORKER, Actor, record
+from .firmware_spool import HashingSpool, Incoming, TooLarge, measure  # noqa: F401 (API)
 from .outbox import done, enqueue
 from .pagination import page
 from .storage_sync import area_storage, hash_object
@@ -58,14 +54,6 @@ class FirmwareStateError(ValueError):
     """The firmware's state does not allow this."""
 
 
-class TooLarge(Exception):
-    """The image is larger than the configured limit."""
-
-    def __init__(self, limit: int):
-        super().__init__(f"the firmware image exceeds the limit of {limit} bytes")
-        self.limit = limit
-
-
 class InvalidImage(ValueError):
     """The upload is unusable (empty, checksum differs, bad version); ``field`` names why."""
 
@@ -74,58 +62,10 @@ class InvalidImage(ValueError):
         self.field = field
 
 
-@dataclass
-class Incoming:
-    """An image ready to store: a readable stream at its start, already counted and hashed."""
-
-    stream: BinaryIO
-    size: int
-    sha256: str
-    filename: str
-    path: str | None = None  # a local file holding exactly these bytes, if there is one
-
-
-class HashingSpool:
-    """A private temp file that hashes and counts what is written and refuses more than ``limit``.
-
-    Used as Werkzeug's multipart stream factory: the upload is hashed while it is spooled to
-    disk, so memory stays bounded and a too-large or wrong image is refused before storing it.
-    """
-
-    def __init__(self, limit: int | None):
-        self._fh = tempfile.NamedTemporaryFile(prefix="nh-firmware-")  # mkstemp-safe, 0600
-        self._digest, self.size, self.limit = hashlib.sha256(), 0, limit
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        if self.limit is not None and self.size > self.limit:
-            raise TooLarge(self.limit)
-        self._digest.update(data)
-        return self._fh.write(data)
-
-    def __getattr__(self, name):  # read, seek, tell, close, name ... of the temp file
-        return getattr(self._fh, name)
-
-    def incoming(self, filename: str) -> Incoming:
-        """The spooled bytes as an ``Incoming`` (rewound)."""
-        self._fh.flush()
-        self._fh.seek(0)
-        return Incoming(self, self.size, self._digest.hexdigest(), filename, self._fh.name)
-
-
-def measure(stream: BinaryIO, filename: str, limit: int | None = None,
-            progress: Callable[[int], object] | None = None) -> Incoming:
-    """Count and hash a seekable stream in chunks, then rewind it (nothing is stored)."""
-    start, digest, size = stream.tell(), hashlib.sha256(), 0
-    while chunk := stream.read(CHUNK_SIZE):
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise TooLarge(limit)
-        digest.update(chunk)
-        if progress:
-            progress(len(chunk))
-    stream.seek(start)
-    return Incoming(stream, size, digest.hexdigest(), filename)
+def spool(limit: int | None) -> HashingSpool:
+    """A ``HashingSpool`` in the firmware store's staging directory (or the temp dir)."""
+    staging = _storage().staging_dir()  # None: a remote store, the spool is only a buffer
+    return HashingSpool(limit, staging, sync_early=staging is not None)
 
 
 def _storage():
@@ -180,8 +120,12 @@ def upload(product_code: str, version: str, incoming: Incoming, actor: Actor, *,
     product_id = check_upload(product_code, version, incoming, expected_sha256)
     store = _storage()
     key = f"{product_code}/{version}/{secrets.token_hex(4)}-{safe_filename(incoming.filename)}"
-    info = (store.upload(incoming.path, key) if incoming.path
-            else store.put(key, incoming.stream))
+    if incoming.adoptable:  # our own spool: renamed into place (local) or sent as it is
+        info = store.adopt(incoming.path, key, incoming.sha256)
+    elif incoming.path:
+        info = store.upload(incoming.path, key)
+    else:
+        info = store.put(key, incoming.stream)
     try:
         if (info.size, info.sha256) != (incoming.size, incoming.sha256):
             raise StorageError(f"the image changed while it was stored ({info.sha256})")

@@ -176,6 +176,34 @@ def test_truncated_upload_is_4xx_and_stores_nothing(client, line, db, fw_dir):
     assert files_in(fw_dir) == [] and firmware_rows(db) == 0
 
 
+def test_a_local_upload_is_spooled_in_the_store_and_renamed_into_place(client, line, db, fw_dir,
+                                                                     monkeypatch):
+    from storage import LocalStorage
+
+    def no_copy(*a, **kw):
+        raise AssertionError("the image was copied instead of renamed")
+    monkeypatch.setattr(LocalStorage, "put", no_copy)
+    monkeypatch.setattr(LocalStorage, "upload", no_copy)
+    before = spool_files()
+    data = image(2 * MIB + 7)
+    body = uploaded(client, line, "3.0.0", data)
+    assert files_in(fw_dir) == [body["storage_key"]]  # no .tmp-upload-* left behind
+    assert (fw_dir / body["storage_key"]).read_bytes() == data
+    assert spool_files() == before
+
+
+def test_a_second_file_part_or_a_repeated_field_is_refused(client, line, db, fw_dir):
+    two = client.post(URL, headers=line["admin"], content_type="multipart/form-data", data={
+        "product": line["product"], "version": "1.0.0", "file": (io.BytesIO(b"a"), "a.bin"),
+        "other": (io.BytesIO(b"b"), "b.bin")})
+    assert_problem(two, 422, "other")
+    again = client.post(URL, headers=line["admin"], content_type="multipart/form-data", data={
+        "product": line["product"], "version": ["1.0.0", "1.0.1"],
+        "file": (io.BytesIO(b"a"), "a.bin")})
+    assert_problem(again, 422, "version")
+    assert files_in(fw_dir) == [] and firmware_rows(db) == 0
+
+
 @pytest.mark.parametrize("role, status", [("operator", 403), ("supervisor", 403), (None, 401)])
 def test_only_admins_upload_and_release(client, line, db, fw_dir, auth, role, status):
     headers = auth(role) if role else {}
