@@ -78,8 +78,9 @@ def log(msg: str) -> None:
 
 
 # Every web app measured here (ours and the naive yardstick alike) runs under these settings:
-# those of `neurohub up` (WEB_WORKERS=2, WEB_THREADS=4), keep-alive included.
+# those of `neurohub up` (WEB_WORKERS=2, WEB_THREADS=4, MALLOC_ARENA_MAX=2), keep-alive included.
 GUNICORN_SETTINGS = ("-w", "2", "-k", "gthread", "--threads", "4")
+GUNICORN_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 def free_port() -> int:
@@ -409,7 +410,7 @@ class Bench:
         argv = [sys.executable, "-m", "gunicorn", *GUNICORN_SETTINGS, "-b", f"127.0.0.1:{port}"]
         if cwd is not None:
             argv += ["--chdir", str(cwd)]
-        proc = self.start(name, argv + [app], env, cwd)
+        proc = self.start(name, argv + [app], {**env, **GUNICORN_ENV}, cwd)
         return proc, f"http://127.0.0.1:{port}"
 
     def product_instance(self, role: str, redis_db: int) -> dict:

@@ -101,6 +101,9 @@ def seed_demo_cmd():
     click.echo(seed_demo_firmware())
 
 
+RELAY_BATCH = 500  # outbox rows per relay pass
+
+
 @click.command("relay")
 @click.option("--once", is_flag=True, help="one pass, then exit")
 @with_appcontext
@@ -120,9 +123,11 @@ def relay_cmd(once):
     while not stopping:
         try:
             stats = relay_batch(publish, lambda q: queue_depth(celery_app, q),
-                                redispatch_after=redispatch,
+                                batch=RELAY_BATCH, redispatch_after=redispatch,
                                 window=current_app.config["RELAY_QUEUE_WINDOW"])
-            busy = stats.published + stats.republished + stats.dead
+            # Straight on only while a full batch came back (a backlog); otherwise wait one
+            # interval, so that what arrives meanwhile goes out together, coalesced per lot.
+            busy = stats.fetched >= RELAY_BATCH
             if stats.errors:
                 log.warning("relay: broker error: %s", stats.errors[0])
                 backoff = min(backoff * 2 or 0.1, 5.0)

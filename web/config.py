@@ -64,7 +64,8 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "LOGIN_RATE_LIMIT": ("10 per minute", str),
     "MAX_CONTENT_LENGTH": (1024 * 1024, int),
     "OUTBOX_REDISPATCH_SECONDS": (30, float),
-    "OUTBOX_RELAY_INTERVAL": (0.05, float),
+    # Between relay passes: what arrives meanwhile goes out together, one task per lot.
+    "OUTBOX_RELAY_INTERVAL": (0.1, float),
     # Messages allowed to wait in a broker queue; the rest wait (and coalesce) in the outbox.
     "RELAY_QUEUE_WINDOW": (64, int),
     "DB_POOL_SIZE": (10, int),

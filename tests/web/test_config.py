@@ -80,3 +80,14 @@ def test_create_app_refuses_production_sqlite(tmp_path, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(ConfigError, match="refuses to start"):
         create_app()
+
+
+def test_neurohub_up_runs_the_web_threaded_with_few_malloc_arenas(tmp_path):
+    from web.config import load_config
+    from web.supervisor import plan
+    cfg = load_config(overrides={"NEUROHUB_DATA_DIR": str(tmp_path), "WEB_THREADS": 6})
+    web = next(c for c in plan(cfg, "127.0.0.1", 8000, flower=False, printer_sim=False)
+               if c.name == "web")
+    assert web.argv[web.argv.index("-k") + 1] == "gthread"  # keep-alive for station PCs
+    assert web.argv[web.argv.index("--threads") + 1] == "6"
+    assert web.env["MALLOC_ARENA_MAX"] == "2"

@@ -15,7 +15,6 @@ from ..services import firmware as svc
 from ..services import firmware_assignments as asg
 from ..services.storage_sync import area_storage
 from . import actor
-from .firmware_multipart import FormTooLarge, MultipartError, PartRefused, boundary_of, parse_form
 from .firmware_schemas import (AssignmentList, AssignmentOut, DownloadQuery, FirmwareAckIn,
                                FirmwareOut, FirmwarePage, FirmwareQuery, FirmwareUploadForm,
                                RevokeIn)
@@ -79,6 +78,11 @@ def _parse_upload(limit: int, spools: list):
     The image is spooled in the store's staging directory, so a local store renames it into
     place; blocks of UPLOAD_BLOCK bytes keep per-call overhead in the server's input low.
     """
+
+    # Imported on the first upload: streaming-form-data loads smart_open, requests and aiofiles
+    # (for targets we do not use), ~12 MB that a web worker serving only completions never needs.
+    from .firmware_multipart import (FormTooLarge, MultipartError, PartRefused, boundary_of,
+                                     parse_form)
 
     def open_file(filename):
         spools.append(svc.spool(limit))

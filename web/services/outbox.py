@@ -86,6 +86,7 @@ def done(dedup_keys: list[str]) -> None:
 class RelayStats:
     """What one relay pass did."""
 
+    fetched: int = 0  # due rows read (== batch: there is more waiting)
     published: int = 0
     republished: int = 0
     deferred: int = 0
@@ -139,6 +140,7 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)  # concurrent relays split the work
     rows = session.execute(stmt).all()
+    stats.fetched = len(rows)
     if not rows:
         session.rollback()
         return stats

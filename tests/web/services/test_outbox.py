@@ -190,3 +190,10 @@ def test_a_claimed_message_whose_publish_failed_is_published_by_the_relay(app, d
         stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
     assert stats.republished == 1
     assert rec.sent == [("labels.print", (42,), "printing", "label-42")]
+
+
+def test_a_pass_reports_a_full_batch_so_the_relay_goes_straight_on(app, db, received):
+    rec = Recorder()
+    with app.app_context():
+        assert relay_batch(rec, lambda q: 0, batch=2, redispatch_after=30).fetched == 2  # more
+        assert relay_batch(rec, lambda q: 0, batch=2, redispatch_after=30).fetched == 1  # done
