@@ -176,6 +176,14 @@ class StorageAdapter(abc.ABC):
         with open(file_path, "rb") as fh:
             return self.put(key, fh)
 
+    def sweep_temp(self, older_than: float) -> list[str]:
+        """Remove temp files a crashed write left behind, untouched for ``older_than`` seconds.
+
+        Returns what was removed (paths relative to the store). Stores without temp files
+        (S3: an unfinished upload is never an object) have nothing to sweep.
+        """
+        return []
+
     def staging_dir(self) -> Optional[str]:
         """A local directory to spool files for adopt() in (same filesystem), or None."""
         return None

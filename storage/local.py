@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import time
 from datetime import datetime, timezone
 from typing import BinaryIO, Iterator, Optional
 
@@ -226,6 +227,27 @@ class LocalStorage(StorageAdapter):
                 continue
             if os.path.isfile(full):
                 yield _info(rel, st)
+
+    def sweep_temp(self, older_than: float) -> list[str]:
+        """Remove ``.tmp-`` files (put/adopt spools of a crashed write) older than older_than s."""
+        base = self._real_base()
+        if not os.path.isdir(base):
+            return []
+        cutoff = time.time() - older_than
+        removed = []
+        for root, dirs, files in os.walk(base, followlinks=False):
+            for name in files:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                full = os.path.join(root, name)
+                try:
+                    st = os.lstat(full)  # a symlink is removed as a link, never followed
+                    if st.st_mtime < cutoff:
+                        os.unlink(full)
+                        removed.append(os.path.relpath(full, base).replace(os.sep, "/"))
+                except FileNotFoundError:  # finished (renamed) or removed meanwhile
+                    continue
+        return sorted(removed)
 
     def get_url(self, key: str, expires: int = 3600) -> Optional[str]:
         """Local files have no direct URL: None means the app must serve them."""

@@ -242,3 +242,21 @@ def test_adopt_refuses_bad_keys_and_escapes(base, outside):
     with pytest.raises(InvalidKey):
         store.adopt(path, "link/a.bin", hashlib.sha256(b"data").hexdigest())
     assert os.path.exists(path) and sorted(os.listdir(outside)) == ["secret.txt"]
+
+
+def test_sweep_removes_only_old_temp_files_and_follows_no_link(base, outside):
+    store = LocalStorage(base)
+    store.put("fw/a.bin", io.BytesIO(b"object"))
+    old = [base / ".tmp-upload-dead", base / "fw" / ".tmp-abc123"]
+    for path in old:
+        path.write_bytes(b"half written")
+        os.utime(path, (1, 1))  # untouched since 1970
+    fresh = base / "fw" / ".tmp-writing-now"
+    fresh.write_bytes(b"in flight")
+    link = base / ".tmp-link"
+    os.symlink(outside / "secret.txt", link)
+    os.utime(link, (1, 1), follow_symlinks=False)
+    assert store.sweep_temp(3600) == [".tmp-link", ".tmp-upload-dead", "fw/.tmp-abc123"]
+    assert _all_files(base) == ["fw/.tmp-writing-now", "fw/a.bin"]
+    assert (outside / "secret.txt").read_bytes() == b"top secret"  # the link, not its target
+    assert [o.key for o in store.list()] == ["fw/a.bin"]

@@ -33,6 +33,7 @@ from ..models import Backup, utcnow
 from . import periodic
 from .audit import Actor, record
 from .backups import backup_storage, manifest_key
+from .storage_sync import area_storage
 
 log = logging.getLogger(__name__)
 LIFECYCLE_TASK = "storage.apply_lifecycle"
@@ -157,7 +158,23 @@ def apply_lifecycle(config: Mapping[str, Any] | None = None,
                                      "folder; refusing to apply the backup retention there")
         result = apply_local(storage, retention, int(cfg["BACKUP_KEEP_MIN"]))
     result["expired_backups"] = mark_expired(storage)
+    result["temp_swept"] = sweep_temp_files(storage)
     return result
+
+
+TEMP_MAX_AGE = 24 * 3600.0  # an upload or dump still writing after a day is a dead one
+
+
+def sweep_temp_files(backups: StorageAdapter | None = None) -> dict[str, list[str]]:
+    """Remove what crashed writes left in the firmware and backups stores (logged)."""
+    swept = {}
+    for area, store in (("firmware", area_storage("firmware")),
+                        ("backups", backups or backup_storage())):
+        swept[area] = store.sweep_temp(TEMP_MAX_AGE)
+        if swept[area]:
+            log.warning("removed %d stale temp file(s) from the %s store: %s", len(swept[area]),
+                        area, ", ".join(swept[area][:10]))
+    return swept
 
 
 def scheduled_lifecycle(slot: str | datetime | None) -> dict:
@@ -166,4 +183,4 @@ def scheduled_lifecycle(slot: str | datetime | None) -> dict:
 
 
 __all__ = ["our_rules", "merge_rules", "check_rules", "apply_s3", "apply_local", "mark_expired",
-           "apply_lifecycle", "scheduled_lifecycle", "LifecycleError", "RULE_PREFIX"]
+           "apply_lifecycle", "scheduled_lifecycle", "sweep_temp_files", "LifecycleError", "RULE_PREFIX"]

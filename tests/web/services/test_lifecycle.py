@@ -5,6 +5,7 @@ import io
 import os
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,24 @@ def test_scheduled_lifecycle_runs_once_per_slot(app, db, tmp_path, monkeypatch):
     assert lifecycle.scheduled_lifecycle(slot)["backend"] == "local"
     assert lifecycle.scheduled_lifecycle(slot)["skipped"] == "slot already ran"
     assert lifecycle.scheduled_lifecycle(slot - timedelta(days=1))["skipped"]  # never backwards
+
+
+def test_the_daily_pass_sweeps_dead_temp_files_from_both_stores(app, db, tmp_path):
+    from web.services.storage_sync import area_storage
+    store = LocalStorage(tmp_path / "backups")
+    store.put("db/2026/03/02/e.dump", io.BytesIO(b"dump"))
+    with app.app_context():
+        firmware = area_storage("firmware")
+        fw_dir = Path(firmware.staging_dir())
+        dead = [tmp_path / "backups" / "db" / ".tmp-crashed", fw_dir / ".tmp-upload-crashed"]
+        for path in dead:
+            path.write_bytes(b"half")
+            os.utime(path, (1, 1))
+        (fw_dir / ".tmp-upload-running").write_bytes(b"in flight")
+        cfg = dict(app.config, BACKUP_DIR=str(tmp_path / "backups"), BACKUP_RETENTION_DAYS=30,
+                   BACKUP_KEEP_MIN=2)
+        result = lifecycle.apply_lifecycle(cfg, storage=store)
+    assert result["temp_swept"] == {"firmware": [".tmp-upload-crashed"],
+                                    "backups": ["db/.tmp-crashed"]}
+    assert not any(p.exists() for p in dead) and (fw_dir / ".tmp-upload-running").exists()
+    assert store.exists("db/2026/03/02/e.dump")
