@@ -183,4 +183,5 @@ def scheduled_lifecycle(slot: str | datetime | None) -> dict:
 
 
 __all__ = ["our_rules", "merge_rules", "check_rules", "apply_s3", "apply_local", "mark_expired",
-           "apply_lifecycle", "scheduled_lifecycle", "sweep_temp_files", "LifecycleError", "RULE_PREFIX"]
+           "apply_lifecycle", "scheduled_lifecycle", "sweep_temp_files", "LifecycleError",
+           "RULE_PREFIX"]

@@ -43,15 +43,12 @@ def enqueue(task: str, args: list, queue: str, dedup_key: str, *,
     message of the same transaction covers.
     """
     now = utcnow()
+    msg = OutboxMessage(task=task, args=args, queue=queue, dedup_key=dedup_key,
+                        created_at=now, available_at=now, attempts=0)
     claimed = db.session.info.get(CLAIMED)
-    if claimed is None:
-        msg = OutboxMessage(task=task, args=args, queue=queue, dedup_key=dedup_key,
-                            created_at=now, available_at=now, attempts=0)
-    else:
+    if claimed is not None:
         delay = timedelta(seconds=current_app.config["OUTBOX_REDISPATCH_SECONDS"])
-        msg = OutboxMessage(task=task, args=args, queue=queue, dedup_key=dedup_key,
-                            created_at=now, available_at=now + delay, dispatched_at=now,
-                            attempts=1)
+        msg.available_at, msg.dispatched_at, msg.attempts = now + delay, now, 1
         if publish:
             claimed.append((task, list(args), queue, dedup_key))
     db.session.add(msg)

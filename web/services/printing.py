@@ -102,9 +102,9 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
         except PrinterError as exc:  # unreachable, or no/short answer to ~HS: a fault
             _note_status(uri, "offline", [type(exc).__name__])
             reason = f"{type(exc).__name__}: {exc}"[:200]
+            _set([j.id for j in jobs], attempts=LabelJob.attempts + 1, printer_reason=reason)
             for j in jobs:
                 attempts = j.attempts + 1
-                _set([j.id], attempts=attempts, printer_reason=reason)
                 if attempts >= max_attempts:
                     _fail(j, f"printer not reachable after {attempts} attempts: "
                              f"{type(exc).__name__}: {exc}")
@@ -115,7 +115,8 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
         if not status.ready:
             reason = ",".join(status.reasons) or "not_ready"
             _note_status(uri, "not_ready", status.reasons)
-            changed = [j for j in jobs if j.state != "waiting_printer" or j.printer_reason != reason]
+            changed = [j for j in jobs
+                       if j.state != "waiting_printer" or j.printer_reason != reason]
             record_many(WORKER, "label.waiting_printer", "label_job",
                         [(j.id, j.lot_id, {"reason": reason}) for j in changed])
             _set([j.id for j in jobs], state="waiting_printer", printer_reason=reason)

@@ -100,7 +100,8 @@ def process_completion(completion_id: int, lot_id: int | None = None) -> str | N
 
 def _stations(ids: set[int]) -> dict[int, tuple[Station, Profile]]:
     """The completing stations with their printer's profile, in one query."""
-    key = case((Station.printer_uri.startswith(STATION_PULL), literal(STATION_PULL) + Station.code),
+    key = case((Station.printer_uri.startswith(STATION_PULL),
+                literal(STATION_PULL) + Station.code),
                else_=Station.printer_uri)  # labels.printer_key, in SQL
     rows = db.session.execute(
         select(Station, Printer.dpi, Printer.width_dots, Printer.length_dots, Printer.darkness)
