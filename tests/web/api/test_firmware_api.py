@@ -176,6 +176,23 @@ def test_truncated_upload_is_4xx_and_stores_nothing(client, line, db, fw_dir):
     assert files_in(fw_dir) == [] and firmware_rows(db) == 0
 
 
+def test_an_upload_with_a_boundary_longer_than_70_is_stored(client, line, db, fw_dir):
+    # Werkzeug's encoder (and so Flask's test client) made a 72-character boundary in CI.
+    from werkzeug.datastructures import FileStorage
+    from werkzeug.test import stream_encode_multipart
+    boundary = "-" * 15 + "WerkzeugFormPart_1795682522.1234567" + "1.2345678901234567e-05"
+    data = image(300_000)
+    stream, length, boundary = stream_encode_multipart(
+        {"product": line["product"], "version": "1.0.0", "file": FileStorage(io.BytesIO(data), "fw.bin")},
+        boundary=boundary)
+    assert len(boundary) > 70
+    resp = client.post(URL, headers={**line["admin"], "Content-Length": str(length)},
+                       input_stream=stream, content_type=f"multipart/form-data; boundary={boundary}")
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert (fw_dir / resp.get_json()["storage_key"]).read_bytes() == data
+    assert firmware_rows(db) == 1
+
+
 def test_a_local_upload_is_spooled_in_the_store_and_renamed_into_place(client, line, db, fw_dir,
                                                                      monkeypatch):
     from storage import LocalStorage
