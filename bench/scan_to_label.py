@@ -19,8 +19,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 from printers import PrinterSimulator  # noqa: E402
-from run import (BENCH, Bench, BenchError, backend_cpu, cpu_seconds, expect,  # noqa: E402
-                 http_json, log, wait_celery, wait_http)
+from harness import (BENCH, Bench, BenchError, expect, http_json, log, wait_celery,  # noqa: E402
+                     wait_http)
+from measure import backend_cpu, cpu_seconds  # noqa: E402
 
 TARGETS = {"send_to_label_p99_ms_max": 300.0, "preview_p99_ms_max": 30.0}
 ADMIN_PW = "bench-admin-pw-0123456789"
