@@ -178,6 +178,11 @@ def measure(b: Bench, a, sim: PrinterSimulator, s: dict, procs: dict) -> dict:
     comp = dict(b.sql(s["db"], "SELECT status, count(*) FROM completions WHERE unit_serial = "
                                "ANY(%s) GROUP BY 1", (list(sent),)))
     jobs = dict(b.sql(s["db"], "SELECT state, count(*) FROM label_jobs GROUP BY 1"))
+    # Rows written by one transaction share its xmin: how many worker transactions decided the
+    # completions, and how many send batches printed the labels (fewer = more coalescing).
+    (batches,) = b.sql(s["db"], "SELECT count(DISTINCT c.xmin::text), count(DISTINCT j.xmin::text)"
+                                " FROM completions c JOIN label_jobs j ON j.completion_id = c.id"
+                                " WHERE c.unit_serial = ANY(%s)", (list(sent),))
     api_jobs = {}
     for st in ("queued", "waiting_printer", "sent", "failed"):  # the API's view of leftovers
         code, pg = http_json(s["base"], "GET", f"/api/v1/labels/jobs?state={st}&limit=200",
@@ -206,7 +211,8 @@ def measure(b: Bench, a, sim: PrinterSimulator, s: dict, procs: dict) -> dict:
                    "missing_first": missing[:10], "duplicates": len(dups),
                    "duplicates_first": dups[:10], "unknown": unknown,
                    "straggler_wait_s": waited, "discarded": sim.state.discarded_count},
-        "completion_status": comp, "label_job_states_db": jobs, "label_jobs_api": api_jobs,
+        "completion_status": comp, "label_job_states_db": jobs,
+        "decide_transactions": batches[0], "print_batches": batches[1], "label_jobs_api": api_jobs,
         "cpu_ms_per_completion": {k: round(v * 1000 / n, 2) for k, v in cpu.items()},
         "preview_ms": prev, "valid": valid,
         "pass_label": bool(valid and lat and pct(lat)["p99"] < TARGETS["send_to_label_p99_ms_max"]),
@@ -233,7 +239,9 @@ def table(r: dict) -> str:
              f"{r['achieved_rate']}/s achieved", ""),
             ("completions by status", json.dumps(r["completion_status"]), "", ""),
             ("label jobs by state (DB)", json.dumps(r["label_job_states_db"]), "", ""),
-            ("  API ?state= (first page)", json.dumps(r["label_jobs_api"]), "", "")]
+            ("  API ?state= (first page)", json.dumps(r["label_jobs_api"]), "", ""),
+            ("decide transactions / print batches", f"{r['decide_transactions']} / "
+             f"{r['print_batches']}", "", "")]
     rows += [(f"  stage {k}", pq(v), "", "") for k, v in r["stages_ms"].items()]
     rows += [("  job sent->printed (DB)", pq(r["job_sent_to_printed_ms"]),
               f"{r['printer_labels_per_s']} labels/s", "")]

@@ -30,7 +30,9 @@ def process(self, completion_id: int, lot_id: int | None = None):
     except SoftTimeLimitExceeded:
         processing.mark_failed(completion_id, "processing exceeded its time limit")
         raise
-    except Exception as exc:
-        log.exception("completion %s cannot be processed", completion_id)
-        processing.mark_failed(completion_id, f"{type(exc).__name__}: {exc}")
-        return "failed"
+    except Exception:
+        # Something in the batch cannot be decided: find it by deciding the lot's pending
+        # completions one at a time, so only the poison one is marked failed.
+        log.exception("a batch of completion %s's lot failed; deciding one by one", completion_id)
+        return processing.decide_singly(completion_id, lot_id,
+                                        reraise=(OperationalError, SoftTimeLimitExceeded))

@@ -110,9 +110,11 @@ RELAY_BATCH = 500  # outbox rows per relay pass
 def relay_cmd(once):
     """Publish committed outbox messages to the broker (runs until SIGTERM)."""
     from workers.broker import make_publisher, queue_depth
+    from workers.signals import lower_priority
     from .extensions import db
     from .services.outbox import relay_batch
     celery_app = current_app.extensions["celery"]
+    lower_priority(current_app)
     publish = make_publisher(celery_app)
     interval = current_app.config["OUTBOX_RELAY_INTERVAL"]
     redispatch = current_app.config["OUTBOX_REDISPATCH_SECONDS"]

@@ -79,6 +79,9 @@ _ENV: dict[str, tuple[Any, Any]] = {
     # requests instead of a TCP handshake per completion, and overlaps database round trips.
     "WEB_THREADS": (4, int),
     "WORKER_CONCURRENCY": (2, int),
+    # CPU niceness of the Celery workers, beat and the outbox relay (0 = the web's): on a shared
+    # machine an operator's request gets a core before background work does.
+    "BACKGROUND_NICE": (5, int),
     # werkzeug's default (scrypt); tests may choose a cheaper method to keep the suite fast.
     "PASSWORD_HASH_METHOD": ("scrypt", str),
 }

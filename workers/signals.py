@@ -1,8 +1,14 @@
-"""Worker process hygiene: a fresh DB pool per forked child, a clean session after every task."""
+"""Worker process hygiene: a fresh DB pool per forked child, a clean session after every task,
+and background CPU priority for workers and beat."""
 from __future__ import annotations
 
-from celery.signals import task_postrun, worker_process_init
+import logging
+import os
+
+from celery.signals import beat_init, task_postrun, worker_init, worker_process_init
 from flask import Flask
+
+log = logging.getLogger(__name__)
 
 _app: Flask | None = None
 
@@ -31,3 +37,24 @@ def _clean_session(**_):
     from web.extensions import db
     with _app.app_context():
         db.session.remove()
+
+
+def lower_priority(app: Flask | None) -> None:
+    """Renice this process by BACKGROUND_NICE (its children inherit it); the web keeps 0."""
+    nice = app.config.get("BACKGROUND_NICE", 0) if app is not None else 0
+    if nice > 0:
+        try:
+            os.nice(nice)
+        except OSError as exc:  # not permitted in some containers: run at the same priority
+            log.warning("cannot lower the CPU priority by %d: %s", nice, exc)
+
+
+@worker_init.connect
+def _worker_priority(**_):
+    """Before the pool forks, so every child runs at the background priority too."""
+    lower_priority(_app)
+
+
+@beat_init.connect
+def _beat_priority(**_):
+    lower_priority(_app)

@@ -1,7 +1,9 @@
 """The completion pipeline end to end: HTTP -> outbox -> relay -> Redis -> Celery worker -> lot."""
+import os
 import uuid
 
 from tests.pipeline.conftest import wait_status
+from tests.support.procs import wait_until
 
 GOOD = {"voltage": 3.31, "current_ma": 41.2}
 
@@ -54,3 +56,13 @@ def test_a_lot_runs_its_whole_routing_in_order(pipeline, client, auth, factory):
     assert statuses == ["accepted"] * 6, pipeline.logs()
     lot_now = client.get(f"/api/v1/lots/{lot}", headers=op).json
     assert (lot_now["status"], lot_now["current_step"]) == ("completed", None)
+
+
+def test_workers_and_the_relay_run_at_background_cpu_priority(pipeline):
+    base = os.nice(0)  # the web keeps this process's priority (the test client's here)
+    worker = pipeline.worker.tree()
+    assert len(worker) >= 2, "the worker and its pool children"
+    assert {p.nice() for p in worker} == {base + 5}  # BACKGROUND_NICE, children included
+    # the relay renices itself when its loop starts, which may be just after the worker's ping
+    wait_until(lambda: {p.nice() for p in pipeline.relay.tree()} == {base + 5}, 30, 0.1,
+               "the relay at background priority")

@@ -16,7 +16,8 @@ from datetime import timedelta
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, not_, select, update
+from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import Completion, OutboxMessage, utcnow
@@ -105,8 +106,8 @@ def _dead_letter(msg, reason: str) -> None:
 def _coalesce(due: list) -> list[list]:
     """Group due messages so one publish covers each group; groups in id order.
 
-    The worker decides every pending completion of a lot up to the id it is given, in order, so
-    one message for a lot's newest completion covers the lot's older ones: under load that is one
+    The worker decides every pending completion of the lot it is given, in order, so one
+    message for a lot's newest completion covers the lot's older ones: under load that is one
     task per lot per pass instead of one per completion. The covered messages stay in the outbox
     until the worker commits their effect, so a lost message is still republished.
     """
@@ -118,6 +119,21 @@ def _coalesce(due: list) -> list[list]:
                   key=lambda g: g[-1].id)
 
 
+def _waits_for_its_lot(now):
+    """A new completion message whose lot has one published and not yet processed.
+
+    The worker deletes a message's rows when it commits, so a dispatched row that is not due
+    again means its task is still queued or running.
+    """
+    m, busy = OutboxMessage, aliased(OutboxMessage)
+    lot, busy_lot = m.args[1].as_integer(), busy.args[1].as_integer()
+    in_flight = select(busy_lot).where(
+        busy.task == COMPLETION_TASK, busy.dispatched_at.is_not(None), busy.available_at > now,
+        busy_lot.is_not(None))  # no NULL in the list: IN would then never be plainly false
+    return and_(m.task == COMPLETION_TASK, m.dispatched_at.is_(None), lot.is_not(None),
+                lot.in_(in_flight))
+
+
 def relay_batch(publish: Callable[[str, list, str, str], None],
                 queue_depth: Callable[[str], int | None], *, batch: int = 500,
                 redispatch_after: float = 30.0, max_attempts: int = 10,
@@ -127,13 +143,21 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
     ``window`` bounds how many messages may wait in a queue: beyond it new messages stay in the
     outbox (durable) instead of piling up in the broker, where they coalesce per lot so one task
     decides many completions in one transaction when the workers are behind.
+
+    A lot's new completions also wait while its previous message is still in flight (queued or
+    running): published once that task has committed, they go as one message covering all that
+    arrived meanwhile. At light load a task ends within a pass and nothing waits; when workers
+    fall behind, each task decides more completions, so the per-task cost stops growing the
+    backlog. A lost in-flight message becomes due after ``redispatch_after`` and then goes out
+    together with the waiting ones.
     """
     stats = RelayStats()
     session = db.session
     now = utcnow()
     m = OutboxMessage
     stmt = (select(m.id, m.task, m.args, m.queue, m.dedup_key, m.attempts, m.dispatched_at)
-            .where(m.available_at <= now).order_by(m.available_at, m.id).limit(batch))
+            .where(m.available_at <= now, not_(_waits_for_its_lot(now)))
+            .order_by(m.available_at, m.id).limit(batch))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)  # concurrent relays split the work
     rows = session.execute(stmt).all()

@@ -1,7 +1,7 @@
 """Validating a received completion and moving its lot: the worker's half of the hot path.
 
 Every caller locks the lot row first, then processes all of that lot's still-`received`
-completions up to the requested one in arrival order, in one transaction. So completions of one
+completions in arrival order, in one transaction (a backlog in several). So completions of one
 lot are judged in the order they arrived even when two worker processes pick them up at once,
 and a redelivered or republished message finds its completion already decided and does nothing.
 """
@@ -54,8 +54,16 @@ def revision_steps(revision_id: int) -> tuple[StepSpec, ...]:
     return steps
 
 
+MAX_BATCH = 500  # completions decided per transaction (a backlog goes in several)
+
+
 def process_completion(completion_id: int, lot_id: int | None = None) -> str | None:
-    """Decide the completion (and any earlier pending ones of its lot); returns its status."""
+    """Decide the completion and every other pending one of its lot; returns its status.
+
+    The lot's pending completions go in arrival order, also those that arrived after this
+    message was published (the relay holds a lot's new messages while one is in flight, so
+    they are this task's to take), in transactions of at most ``MAX_BATCH``.
+    """
     session = db.session
     if lot_id is None:
         lot_id = session.scalar(select(Completion.lot_id).where(Completion.id == completion_id))
@@ -63,20 +71,67 @@ def process_completion(completion_id: int, lot_id: int | None = None) -> str | N
             session.rollback()
             log.warning("completion %s does not exist; nothing to do", completion_id)
             return None
+    status = None
+    while status is None:  # a full batch may have left this one for the next transaction
+        decided, full = _decide_batch(lot_id)
+        status = decided.get(completion_id)
+        if not full:
+            break
+    if status is None:  # decided earlier (redelivery, republish) or another lot's completion
+        status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
+        done([f"completion:{completion_id}"])
+        session.commit()
+    return status
+
+
+def decide_singly(completion_id: int, lot_id: int | None,
+                  reraise: tuple[type[BaseException], ...] = ()) -> str | None:
+    """After a batch of the lot failed: decide its pending completions one per transaction.
+
+    Only a completion whose own decision raises is marked failed, not the batch's others (nor
+    the one the message named, when another is the poison). Exceptions in ``reraise`` (time
+    limits, a lost database) are not a completion's fault and propagate.
+    """
+    session = db.session
+    session.rollback()
+    if lot_id is None:
+        lot_id = session.scalar(select(Completion.lot_id).where(Completion.id == completion_id))
+    for _ in range(MAX_BATCH if lot_id is not None else 0):
+        try:
+            decided, _full = _decide_batch(lot_id, limit=1)
+        except reraise:
+            raise
+        except Exception as exc:
+            session.rollback()
+            oldest = session.scalar(select(Completion.id).where(
+                Completion.lot_id == lot_id, PENDING).order_by(Completion.id).limit(1))
+            if oldest is None:
+                break
+            log.exception("completion %s cannot be processed", oldest)
+            mark_failed(oldest, f"{type(exc).__name__}: {exc}")
+            continue
+        if not decided:
+            break
+    status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
+    session.commit()
+    return status
+
+
+def _decide_batch(lot_id: int, limit: int | None = None) -> tuple[dict[int, str], bool]:
+    """One transaction: the lot's oldest pending completions; (their statuses, batch full)."""
+    session = db.session
+    limit = limit or MAX_BATCH
     # FOR NO KEY UPDATE: workers take turns on the lot, but new completions' foreign-key
     # checks against it (the hot POST path) are not blocked.
     # The product comes in the same round trip: labels need its code and name.
     lot = session.scalar(select(Lot).options(joinedload(Lot.product, innerjoin=True))
                          .where(Lot.id == lot_id).with_for_update(key_share=True, of=Lot))
     pending = list(session.scalars(
-        select(Completion).where(Completion.lot_id == lot_id, PENDING,
-                                 Completion.id <= completion_id)
-        .order_by(Completion.id).with_for_update()))
+        select(Completion).where(Completion.lot_id == lot_id, PENDING)
+        .order_by(Completion.id).limit(limit).with_for_update()))
     if not pending:  # already decided (redelivery, republish, or an earlier batch took it)
-        status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
-        done([f"completion:{completion_id}"])
-        session.commit()
-        return status
+        session.rollback()
+        return {}, False
     # Their messages go with this transaction's effect; deleted now, before anything is dirty,
     # the DELETE costs no extra flush.
     done([f"completion:{c.id}" for c in pending])
@@ -91,11 +146,9 @@ def process_completion(completion_id: int, lot_id: int | None = None) -> str | N
             station, profile = stations[c.station_id]
             _decide(c, lot, station, profile, steps, units, jobs)
     jobs.queue()
-    status = next((c.status for c in pending if c.id == completion_id), None)
-    if status is None:  # the message named another lot's completion: leave it to its own
-        status = session.scalar(select(Completion.status).where(Completion.id == completion_id))
+    decided = {c.id: c.status for c in pending}
     session.commit()
-    return status
+    return decided, len(pending) == limit
 
 
 def _stations(ids: set[int]) -> dict[int, tuple[Station, Profile]]:

@@ -5,7 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 
 from web.models import Completion, OutboxMessage, utcnow
 from web.services import completions
@@ -136,22 +136,37 @@ def test_concurrent_relays_never_publish_a_message_twice(app, db, factory):
         for i in range(400):
             completions.submit({"lot_no": lots[i % 40], "step": "SMT", "station": st,
                                 "qty_good": 1}, uuid.uuid4().hex, Actor(uid, name))
-    rec, covered = Recorder(), []
+    rec, covered, finished = Recorder(), [], threading.Event()
+    deadline = time.monotonic() + 60
 
     def relay():
         with app.app_context():
-            for _ in range(20):
+            while not finished.is_set() and time.monotonic() < deadline:
                 covered.append(relay_batch(rec, lambda q: 0, batch=25,
                                            redispatch_after=60).published)
 
-    threads = [threading.Thread(target=relay) for _ in range(4)]
+    def worker():
+        # Commits the effect of every published message, as the workers would: that ends a
+        # lot's message in flight, so its next completions may go out.
+        with app.app_context():
+            while time.monotonic() < deadline:
+                db.session.execute(delete(OutboxMessage).where(
+                    OutboxMessage.dispatched_at.is_not(None)))
+                db.session.commit()
+                if db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0:
+                    break
+                time.sleep(0.02)
+            finished.set()
+
+    threads = [threading.Thread(target=relay) for _ in range(4)] + [
+        threading.Thread(target=worker)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     ids = [s[1][0] for s in rec.sent]
     assert sum(covered) == 400 and len(ids) == len(set(ids))
-    assert set(db.session.scalars(select(OutboxMessage.attempts)).all()) == {1}
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
 
 def test_a_full_queue_holds_new_messages_in_the_outbox(app, db, three_lots):
@@ -192,8 +207,71 @@ def test_a_claimed_message_whose_publish_failed_is_published_by_the_relay(app, d
     assert rec.sent == [("labels.print", (42,), "printing", "label-42")]
 
 
-def test_a_pass_reports_a_full_batch_so_the_relay_goes_straight_on(app, db, received):
+def test_a_pass_reports_a_full_batch_so_the_relay_goes_straight_on(app, db, three_lots):
     rec = Recorder()
     with app.app_context():
         assert relay_batch(rec, lambda q: 0, batch=2, redispatch_after=30).fetched == 2  # more
         assert relay_batch(rec, lambda q: 0, batch=2, redispatch_after=30).fetched == 1  # done
+
+
+def test_a_lots_new_completions_wait_while_its_message_is_in_flight(app, db, factory):
+    uid, name = factory.user("operator")
+    st = factory.station(steps=["SMT"])
+    busy, other = factory.lot(quantity=10), factory.lot(quantity=10)
+
+    def submit(lot):
+        return completions.submit({"lot_no": lot, "step": "SMT", "station": st, "qty_good": 1},
+                                  uuid.uuid4().hex, Actor(uid, name)).id
+    rec = Recorder()
+    with app.app_context():
+        first = submit(busy)
+        assert relay_batch(rec, lambda q: 0, redispatch_after=30).published == 1
+        waiting = [submit(busy), submit(busy)]  # arrive while `first` is queued or running
+        free = submit(other)
+        stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
+        assert (stats.published, stats.fetched) == (1, 1)  # the waiting pair is not even read
+        assert [s[1][0] for s in rec.sent] == [first, free]  # the other lot is not held up
+        assert relay_batch(rec, lambda q: 0, redispatch_after=30).fetched == 0  # still in flight
+        # the worker commits `first` (deletes its row): the waiting pair goes out as one message
+        db.session.execute(delete(OutboxMessage).where(
+            OutboxMessage.dedup_key.in_([f"completion:{first}", f"completion:{free}"])))
+        db.session.commit()
+        stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
+        assert stats.published == 2
+        assert rec.sent[-1][1][0] == waiting[-1] and len(rec.sent) == 3
+
+
+def test_a_lost_in_flight_message_goes_out_again_with_the_ones_that_waited(app, db, factory):
+    uid, name = factory.user("operator")
+    st = factory.station(steps=["SMT"])
+    lot = factory.lot(quantity=10)
+
+    def submit():
+        return completions.submit({"lot_no": lot, "step": "SMT", "station": st, "qty_good": 1},
+                                  uuid.uuid4().hex, Actor(uid, name)).id
+    rec = Recorder()
+    with app.app_context():
+        first = submit()
+        relay_batch(rec, lambda q: 0, redispatch_after=30)  # then lost (broker flushed)
+        later = submit()
+        assert relay_batch(rec, lambda q: 0, redispatch_after=30).fetched == 0  # waits
+        past = utcnow() - timedelta(seconds=31)  # the lost message's redispatch time has come
+        db.session.execute(update(OutboxMessage).where(OutboxMessage.dispatched_at.is_not(None))
+                           .values(available_at=past, dispatched_at=past))
+        _due_now(db)
+        stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
+        assert (stats.republished, stats.published) == (1, 1)
+        assert [s[1][0] for s in rec.sent] == [first, later]  # one message covers both
+
+
+def test_a_message_without_a_lot_is_neither_gated_nor_gating(app, db, three_lots):
+    with app.app_context():
+        # a completion message written before messages carried their lot: [completion_id]
+        db.session.execute(update(OutboxMessage).where(
+            OutboxMessage.dedup_key == f"completion:{three_lots[0]}").values(
+            args=[three_lots[0]], dispatched_at=utcnow(),
+            available_at=utcnow() + timedelta(seconds=30)))
+        db.session.commit()
+        rec = Recorder()
+        assert relay_batch(rec, lambda q: 0).published == 2  # the other lots still go out
+        assert [s[1][0] for s in rec.sent] == three_lots[1:]

@@ -2,12 +2,14 @@
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from web.models import AuditEvent, Completion, LabelJob, Lot, OutboxMessage
 from web.services import completions, lots, outbox
 from web.services.audit import Actor
-from web.services.processing import judge_measurements, mark_failed, process_completion
+from web.services import processing
+from web.services.processing import (decide_singly, judge_measurements, mark_failed,
+                                     process_completion)
 
 GOOD = {"voltage": 3.31, "current_ma": 41.2}
 
@@ -157,6 +159,75 @@ def test_a_later_message_first_processes_earlier_pending_ones_in_order(app, line
         assert completions.get_completion(first).status == "accepted"
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
         assert process_completion(first) == "accepted"  # its own message is now a no-op
+
+
+def test_a_message_also_decides_its_lots_completions_that_came_after_it(app, line, factory, db):
+    lot = factory.lot(line["product"], quantity=3)
+    with app.app_context():
+        first = submit(line, lot, "SMT", qty_good=1)
+        later = [submit(line, lot, "SMT", qty_good=1) for _ in range(2)]  # while it was queued
+        assert process_completion(first) == "accepted"
+        assert [completions.get_completion(c).status for c in later] == ["accepted"] * 2
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+        for c in later:  # their own messages, if any went out, are no-ops
+            assert process_completion(c) == "accepted"
+
+
+def test_a_backlog_is_decided_in_transactions_of_max_batch(app, line, factory, db,
+                                                            monkeypatch):
+    monkeypatch.setattr(processing, "MAX_BATCH", 2)
+    lot = factory.lot(line["product"], quantity=5)
+    with app.app_context():
+        ids = [submit(line, lot, "SMT", qty_good=1) for _ in range(5)]
+        assert process_completion(ids[0]) == "accepted"  # its batch is done: it stops there
+        statuses = [completions.get_completion(c).status for c in ids]
+        assert statuses == ["accepted"] * 2 + ["received"] * 3
+        assert process_completion(ids[-1]) == "accepted"  # two more transactions
+        assert {completions.get_completion(c).status for c in ids} == {"accepted"}
+        xmins = db.session.scalars(select(func.count(func.distinct(text("xmin::text"))))
+                                   .select_from(Completion).where(Completion.id.in_(ids))).one()
+        assert xmins == 3
+    assert lot_state(app, lot) == ("in_process", "FCT", 5, 0)  # all five passed SMT
+
+
+def test_one_poison_completion_in_a_batch_fails_alone(app, line, factory, db, monkeypatch):
+    lot = factory.lot(line["product"], quantity=3)
+    with app.app_context():
+        ids = [submit(line, lot, "SMT", qty_good=1) for _ in range(3)]
+    real = processing._decide
+
+    def decide(c, *args):
+        if c.id == ids[1]:
+            raise RuntimeError("cannot judge this one")
+        return real(c, *args)
+    monkeypatch.setattr(processing, "_decide", decide)
+    with app.app_context():
+        with pytest.raises(RuntimeError):
+            process_completion(ids[0])  # the batch of three fails as a whole...
+        db.session.rollback()
+        assert decide_singly(ids[0], None) == "accepted"  # ...then one by one
+        got = [(c.status, c.error) for c in map(completions.get_completion, ids)]
+        assert got == [("accepted", None), ("failed", "RuntimeError: cannot judge this one"),
+                       ("accepted", None)]
+        assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert lot_state(app, lot) == ("in_process", "SMT", 3, 2)
+
+
+def test_a_time_limit_is_not_blamed_on_a_completion(app, line, factory, db, monkeypatch):
+    class Limit(Exception):
+        pass
+    lot = factory.lot(line["product"], quantity=1)
+    with app.app_context():
+        cid = submit(line, lot, "SMT", qty_good=1)
+
+    def decide(c, *args):
+        raise Limit()
+    monkeypatch.setattr(processing, "_decide", decide)
+    with app.app_context():
+        with pytest.raises(Limit):
+            decide_singly(cid, None, reraise=(Limit,))
+        db.session.rollback()
+        assert completions.get_completion(cid).status == "received"
 
 
 def test_unknown_completion_is_a_no_op(app, db):
