@@ -7,6 +7,7 @@ from sqlalchemy import insert
 
 from ..extensions import db
 from ..models import AuditEvent, utcnow
+from .bulk import add_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +24,12 @@ CLI = Actor(None, "system:cli")
 
 
 def record(actor: Actor, action: str, entity_type: str, entity_id, *, before=None, after=None,
-           lot_id: int | None = None) -> AuditEvent:
+           lot_id: int | None = None) -> None:
     """Add an audit event to the current transaction (committed with the change it describes)."""
-    event = AuditEvent(actor_id=actor.id, actor=actor.name, action=action,
-                       entity_type=entity_type, entity_id=str(entity_id), lot_id=lot_id,
-                       before=before, after=after, request_id=actor.request_id)
-    db.session.add(event)
-    return event
+    row = {"at": utcnow(), "actor_id": actor.id, "actor": actor.name, "action": action,
+           "entity_type": entity_type, "entity_id": str(entity_id), "lot_id": lot_id,
+           "before": before, "after": after, "request_id": actor.request_id}
+    add_row(AuditEvent, row)  # one INSERT for a whole batch inside bulk.collecting()
 
 
 def record_many(actor: Actor, action: str, entity_type: str,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import Completion, OutboxMessage, utcnow
+from .bulk import add_row
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ CLAIMED = "outbox_claimed"
 
 
 def enqueue(task: str, args: list, queue: str, dedup_key: str, *,
-            publish: bool = True) -> OutboxMessage:
+            publish: bool = True) -> None:
     """Add a message to the current transaction; it is published only after commit.
 
     Inside ``claiming()`` the caller publishes it itself right after its commit: the row is
@@ -44,16 +45,15 @@ def enqueue(task: str, args: list, queue: str, dedup_key: str, *,
     message of the same transaction covers.
     """
     now = utcnow()
-    msg = OutboxMessage(task=task, args=args, queue=queue, dedup_key=dedup_key,
-                        created_at=now, available_at=now, attempts=0)
+    row = {"task": task, "args": args, "queue": queue, "dedup_key": dedup_key,
+           "created_at": now, "available_at": now, "dispatched_at": None, "attempts": 0}
     claimed = db.session.info.get(CLAIMED)
     if claimed is not None:
         delay = timedelta(seconds=current_app.config["OUTBOX_REDISPATCH_SECONDS"])
-        msg.available_at, msg.dispatched_at, msg.attempts = now + delay, now, 1
+        row.update(available_at=now + delay, dispatched_at=now, attempts=1)
         if publish:
             claimed.append((task, list(args), queue, dedup_key))
-    db.session.add(msg)
-    return msg
+    add_row(OutboxMessage, row)  # one INSERT for a whole batch inside bulk.collecting()
 
 
 @contextmanager

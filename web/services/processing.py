@@ -15,8 +15,9 @@ from sqlalchemy import and_, case, literal, select, text
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import (Completion, Firmware, FirmwareAssignment, Lot, LotUnit, Printer,
-                      RoutingStep, Station, utcnow)
+from ..models import (AuditEvent, Completion, Firmware, FirmwareAssignment, Lot, LotUnit,
+                      OutboxMessage, Printer, RoutingStep, Station, utcnow)
+from . import bulk
 from .audit import WORKER, record
 from .label_templates import Profile
 from .labels import STATION_PULL, JobBatch, jobs_for_completion
@@ -140,12 +141,14 @@ def _decide_batch(lot_id: int, limit: int | None = None) -> tuple[dict[int, str]
     units = _Units(lot, pending)
     jobs = JobBatch()
     # Decisions are written in one flush at the end, not before every query in the loop; the
-    # reads in the loop that depend on earlier decisions of the batch account for them.
-    with session.no_autoflush:
-        for c in pending:
-            station, profile = stations[c.station_id]
-            _decide(c, lot, station, profile, steps, units, jobs)
-    jobs.queue()
+    # reads in the loop that depend on earlier decisions of the batch account for them. The
+    # batch's audit events and outbox messages go in as one INSERT each.
+    with bulk.collecting(AuditEvent, OutboxMessage):
+        with session.no_autoflush:
+            for c in pending:
+                station, profile = stations[c.station_id]
+                _decide(c, lot, station, profile, steps, units, jobs)
+        jobs.queue()
     decided = {c.id: c.status for c in pending}
     session.commit()
     return decided, len(pending) == limit

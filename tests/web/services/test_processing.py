@@ -293,3 +293,34 @@ def test_outside_claiming_messages_are_left_to_the_relay(app, line, factory, db)
         row = db.session.scalar(select(OutboxMessage))
     assert row.dedup_key == f"completion:{cid}"
     assert row.dispatched_at is None and row.attempts == 0  # due now, for the relay
+
+
+def test_a_labelled_batch_is_decided_in_a_fixed_number_of_statements(app, factory, db):
+    """Round trips per worker transaction do not grow with the batch: one INSERT per table."""
+    from sqlalchemy import event
+    uid, name = factory.user("operator")
+    product = factory.product(routing=[{"step": "PACK", "name": "Packing",
+                                        "label_template": "unit"}])
+    line = {"PACK": factory.station(steps=["PACK"], printer_uri="tcp://127.0.0.1:9"),
+            "actor": Actor(uid, name)}
+    serials = [f"SN-S{i}" for i in range(9)]
+    lot = factory.lot(product, quantity=9, serials=serials)
+    statements = []
+    with app.app_context():
+        # a first one alone: templates synced, caches warm
+        process_completion(submit(line, lot, "PACK", unit_serial=serials.pop(0)))
+        ids = [submit(line, lot, "PACK", unit_serial=s) for s in serials]
+        listen = (db.engine, "before_cursor_execute")
+        record_sql = lambda conn, cur, sql, *a: statements.append(sql.split()[0:3])  # noqa: E731
+        event.listen(*listen, record_sql)
+        try:
+            assert process_completion(ids[-1]) == "accepted"
+        finally:
+            event.remove(*listen, record_sql)
+        audit_inserts = [s for s in statements if s[:3] == ["INSERT", "INTO", "audit_events"]]
+        assert len(audit_inserts) == 1, statements
+        assert len([s for s in statements if s[:3] == ["INSERT", "INTO", "outbox_messages"]]) == 1
+        assert len(statements) <= 12, statements
+        events = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action.in_(("completion.accepted", "label.queued"))))
+    assert events == 2 * (len(serials) + 1)  # every event written, 8 of each in that INSERT
