@@ -31,6 +31,7 @@ class FirmwarePanel(QGroupBox):
         layout.addWidget(self.button)
         self.results: list = []
         self.busy = False
+        self.product: str | None = None  # the lot on screen needs this product's firmware
         self.retranslate()
 
     @property
@@ -71,7 +72,9 @@ class FirmwarePanel(QGroupBox):
             else:
                 line += "\n" + tr("firmware.failed", detail=error)
             lines.append(line)
-        self.status.setText("\n".join(lines) or tr("firmware.none"))
+        missing = self._missing()
+        self.status.setText("\n".join(([missing] if missing else []) + lines)
+                            or tr("firmware.none"))
         if results:
             self.setVisible(True)
         self.synced.emit(results)
@@ -83,13 +86,22 @@ class FirmwarePanel(QGroupBox):
             self.status.setText(tr("firmware.failed", detail=str(exc)))
         self.synced.emit(exc)
 
+    def _missing(self) -> str | None:
+        """The warning for the lot on screen when no verified file exists for its product."""
+        if self.product is None or self.manager.verified_for(self.product) is not None:
+            return None
+        return tr("error.firmware_missing", product=self.product)
+
     def show_for(self, product: str) -> None:
         """Show whether a verified file exists for the lot's product."""
+        self.product = product
         verified = self.manager.verified_for(product)
         if verified is not None:
             self.status.setText(tr("firmware.verified", version=verified.version,
                                    short=verified.sha256[:12]))
-        elif not self.busy:
-            self.status.setText(tr("error.firmware_missing", product=product))
-            if any(a.product == product for a, *_ in self.results):
-                self.refresh(quiet=True)  # assigned but not (or no longer) verified: fetch
+            return
+        # Also while a background sync runs: its result keeps this warning until the file is
+        # verified, so the operator is never left with an empty status.
+        self.status.setText(self._missing())
+        if not self.busy and any(a.product == product for a, *_ in self.results):
+            self.refresh(quiet=True)  # assigned but not (or no longer) verified: fetch

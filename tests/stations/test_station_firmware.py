@@ -140,3 +140,24 @@ def test_flash_completion_refused_without_verified_firmware(stack, factory, make
     assert w.ctx.queue.all() == [], "nothing may be queued for a FLASH without verified firmware"
     assert api_status(stack, factory.headers("operator"), f"/api/v1/lots/{lot}")[
         "completions"] == []
+
+
+def test_the_missing_firmware_warning_survives_a_background_sync(stack, factory, make_station,
+                                                                   qtbot):
+    """A scan during the start-up sync (CI met it): the warning shows and stays after it."""
+    _, user = factory.user("operator")
+    product = factory.product(routing=ROUTING)
+    station = factory.station(steps=["FLASH"], printer_uri=None)
+    lot = factory.lot(product, quantity=1)
+    w = make_station(station, user)
+    panel = w.firmware_panel
+    qtbot.waitUntil(lambda: not panel.busy, timeout=10000)  # the start-up sync is over
+    panel.busy = True  # as if it were still running when the lot is scanned
+    with qtbot.waitSignal(w.lot_shown, timeout=5000):
+        qtbot.keyClicks(w.scan_field, lot)
+        qtbot.keyClick(w.scan_field, Qt.Key_Return)
+    missing = tr("error.firmware_missing", product=product)
+    assert panel.status.text() == missing
+    panel._done([])  # the sync ends: nothing assigned to this station
+    assert panel.status.text() == missing
+    assert w.complete() is None and w.ctx.queue.all() == []
