@@ -23,12 +23,18 @@ WORKER = Actor(None, "system:worker")
 CLI = Actor(None, "system:cli")
 
 
+def _row(actor: Actor, action: str, entity_type: str, entity_id, lot_id, before, after,
+         at) -> dict:
+    """One audit_events row (the same keys for every row, so a batch is one INSERT)."""
+    return {"at": at, "actor_id": actor.id, "actor": actor.name, "action": action,
+            "entity_type": entity_type, "entity_id": str(entity_id), "lot_id": lot_id,
+            "before": before, "after": after, "request_id": actor.request_id}
+
+
 def record(actor: Actor, action: str, entity_type: str, entity_id, *, before=None, after=None,
            lot_id: int | None = None) -> None:
     """Add an audit event to the current transaction (committed with the change it describes)."""
-    row = {"at": utcnow(), "actor_id": actor.id, "actor": actor.name, "action": action,
-           "entity_type": entity_type, "entity_id": str(entity_id), "lot_id": lot_id,
-           "before": before, "after": after, "request_id": actor.request_id}
+    row = _row(actor, action, entity_type, entity_id, lot_id, before, after, utcnow())
     add_row(AuditEvent, row)  # one INSERT for a whole batch inside bulk.collecting()
 
 
@@ -38,7 +44,5 @@ def record_many(actor: Actor, action: str, entity_type: str,
     if events:
         now = utcnow()
         db.session.execute(insert(AuditEvent), [
-            {"at": now, "actor_id": actor.id, "actor": actor.name, "action": action,
-             "entity_type": entity_type, "entity_id": str(entity_id), "lot_id": lot_id,
-             "before": None, "after": after, "request_id": actor.request_id}
+            _row(actor, action, entity_type, entity_id, lot_id, None, after, now)
             for entity_id, lot_id, after in events])
