@@ -3,11 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert
-
-from ..extensions import db
 from ..models import AuditEvent, utcnow
-from .bulk import add_row
+from .bulk import add_row, insert_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +38,6 @@ def record(actor: Actor, action: str, entity_type: str, entity_id, *, before=Non
 def record_many(actor: Actor, action: str, entity_type: str,
                 events: list[tuple[object, int | None, dict | None]]) -> None:
     """Add one audit event per (entity_id, lot_id, after) in a single INSERT (hot batch paths)."""
-    if events:
-        now = utcnow()
-        db.session.execute(insert(AuditEvent), [
-            _row(actor, action, entity_type, entity_id, lot_id, None, after, now)
-            for entity_id, lot_id, after in events])
+    now = utcnow()
+    insert_rows(AuditEvent, [_row(actor, action, entity_type, entity_id, lot_id, None, after, now)
+                             for entity_id, lot_id, after in events])

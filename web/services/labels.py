@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from ..extensions import db
 from ..models import Completion, LabelJob, Lot, OutboxMessage, Printer, Station, utcnow
@@ -63,18 +63,22 @@ def label_data(template_name: str, lot: Lot, serial: str | None) -> dict:
 
 
 class JobBatch:
-    """Label jobs made in one transaction: each template read once, one flush for all of them."""
+    """Label jobs made in one transaction: each template read once, one INSERT for all of them.
+
+    Jobs are plain rows (one Core INSERT ... RETURNING id), not ORM objects: the worker makes
+    them for every labelled completion, and the unit of work costs more than the rows.
+    """
 
     def __init__(self, actor: Actor = WORKER):
         self.actor = actor
-        self.jobs: list[tuple[LabelJob, object]] = []
+        self.jobs: list[tuple[dict, object]] = []
         self._templates: dict[tuple, object] = {}
 
     def add(self, template_name: str, data: dict, printer_uri: str, *, lot_id=None,
             station_id=None, completion_id=None, unit_serial=None, copies: int = 1,
             reason: str = "first_print", reprint_reason=None, reprint_of=None,
-            version: int | None = None, profile: tpl.Profile | None = None) -> LabelJob:
-        """Render one job and add it to the session (not flushed yet)."""
+            version: int | None = None, profile: tpl.Profile | None = None) -> dict:
+        """Render one job; its row (``id`` set by ``queue``) is written by ``queue``."""
         key = (template_name, version)
         template = self._templates.get(key)
         if template is None:
@@ -82,44 +86,49 @@ class JobBatch:
         declared = {v["name"] for v in template.variables}
         data = {k: v for k, v in data.items() if k in declared}  # a template may use fewer
         zpl = tpl.render(template, data, profile or printer_profile(printer_uri), copies)
-        job = LabelJob(template_name=template.name, template_version=template.version,
-                       data=data, zpl=zpl.decode("ascii"), zpl_sha256=tpl.sha256(zpl),
-                       printer_uri=printer_uri, station_id=station_id, lot_id=lot_id,
-                       completion_id=completion_id, unit_serial=unit_serial, copies=copies,
-                       reason=reason, reprint_reason=reprint_reason, reprint_of=reprint_of,
-                       state="queued", created_by=self.actor.name)
-        db.session.add(job)
-        self.jobs.append((job, template))
-        return job
+        row = {"template_name": template.name, "template_version": template.version,
+               "data": data, "zpl": zpl.decode("ascii"), "zpl_sha256": tpl.sha256(zpl),
+               "printer_uri": printer_uri, "station_id": station_id, "lot_id": lot_id,
+               "completion_id": completion_id, "unit_serial": unit_serial, "copies": copies,
+               "reason": reason, "reprint_reason": reprint_reason, "reprint_of": reprint_of,
+               "state": "queued", "attempts": 0, "created_by": self.actor.name,
+               "created_at": utcnow()}
+        self.jobs.append((row, template))
+        return row
 
-    def queue(self) -> list[LabelJob]:
-        """Flush the jobs (their ids) and add each one's print message and audit event."""
+    def queue(self) -> list[int]:
+        """Insert the jobs (ids in order) and add each one's print message and audit event."""
         if not self.jobs:
             return []
-        db.session.flush()  # the jobs' ids, for their messages and audit events
+        table = LabelJob.__table__
+        ids = db.session.connection().execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [row for row, _ in self.jobs]).scalars().all()
+        for (row, _), job_id in zip(self.jobs, ids):
+            row["id"] = job_id
         # One delivery takes every pending job of its printer along, so when the caller
         # publishes these messages itself (outbox.claiming) only each printer's last one is sent.
-        last = {job.printer_uri: job.id for job, _ in self.jobs}
-        for job, template in self.jobs:
-            if not job.printer_uri.startswith(STATION_PULL):  # station apps pull their jobs
-                enqueue(PRINT_TASK, [job.id], PRINT_QUEUE, dedup_key(job.id),
-                        publish=last[job.printer_uri] == job.id)
-            record(self.actor, "label.queued" if job.reason == "first_print" else "label.reprint",
-                   "label_job", job.id, lot_id=job.lot_id, after={
+        last = {row["printer_uri"]: row["id"] for row, _ in self.jobs}
+        for row, template in self.jobs:
+            if not row["printer_uri"].startswith(STATION_PULL):  # station apps pull their jobs
+                enqueue(PRINT_TASK, [row["id"]], PRINT_QUEUE, dedup_key(row["id"]),
+                        publish=last[row["printer_uri"]] == row["id"])
+            record(self.actor, "label.queued" if row["reason"] == "first_print"
+                   else "label.reprint", "label_job", row["id"], lot_id=row["lot_id"], after={
                        "template": f"{template.name}:{template.version}",
-                       "printer": job.printer_uri, "sha256": job.zpl_sha256,
-                       "serial": job.unit_serial, "reason": job.reprint_reason})
-        jobs, self.jobs = [job for job, _ in self.jobs], []
-        return jobs
+                       "printer": row["printer_uri"], "sha256": row["zpl_sha256"],
+                       "serial": row["unit_serial"], "reason": row["reprint_reason"]})
+        self.jobs = []
+        return ids
 
 
 def create_job(template_name: str, data: dict, printer_uri: str, *, actor: Actor = WORKER,
                **options) -> LabelJob:
     """Render and store one job in the current transaction, with its print message."""
     batch = JobBatch(actor)
-    job = batch.add(template_name, data, printer_uri, **options)
-    batch.queue()
-    return job
+    batch.add(template_name, data, printer_uri, **options)
+    job_id, = batch.queue()
+    return db.session.get(LabelJob, job_id)
 
 
 def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: int,

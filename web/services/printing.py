@@ -25,8 +25,18 @@ def printer_lock(uri: str):
     return named_lock(PRINTER_LOCK_NS, uri, "printer")
 
 
+# Plain rows and Core statements on the session's connection, not ORM objects: a batch is
+# updated with one statement per state change, nothing is lazily reloaded after the commits that
+# bracket the send, and the ORM layer would cost more CPU than the statements themselves.
+_JOBS, _PRINTERS = LabelJob.__table__, PrinterRow.__table__
+
+
+def _run(stmt):
+    return db.session.connection().execute(stmt)
+
+
 def _note_status(uri: str, status: str, reasons: list[str]) -> None:
-    db.session.execute(update(PrinterRow).where(PrinterRow.uri == uri).values(
+    _run(update(_PRINTERS).where(_PRINTERS.c.uri == uri).values(
         status=status, status_reasons=reasons, checked_at=utcnow()))
 
 
@@ -45,8 +55,7 @@ def open_printer(uri: str) -> Printer:
 
 def print_job(job_id: int, open_printer: Callable[[str], Printer] = open_printer) -> str | None:
     """Deliver this job and every other pending job of its printer; returns the job's state."""
-    row = db.session.execute(select(LabelJob.state, LabelJob.printer_uri)
-                             .where(LabelJob.id == job_id)).first()
+    row = _run(select(_JOBS.c.state, _JOBS.c.printer_uri).where(_JOBS.c.id == job_id)).first()
     if row is None:
         db.session.rollback()
         return None
@@ -63,22 +72,19 @@ def print_job(job_id: int, open_printer: Callable[[str], Printer] = open_printer
         return _deliver(row.printer_uri, job_id, open_printer)
 
 
-# Plain rows, not ORM objects: a batch is updated with one statement per state change, and
-# nothing is lazily reloaded after the commits that bracket the send.
-_JOB_COLUMNS = (LabelJob.id, LabelJob.zpl, LabelJob.zpl_sha256, LabelJob.lot_id,
-                LabelJob.printer_uri, LabelJob.state, LabelJob.attempts, LabelJob.printer_reason)
+_JOB_COLUMNS = (_JOBS.c.id, _JOBS.c.zpl, _JOBS.c.zpl_sha256, _JOBS.c.lot_id, _JOBS.c.printer_uri,
+                _JOBS.c.state, _JOBS.c.attempts, _JOBS.c.printer_reason)
 BATCH = 200  # jobs per write: a backlog drains in a few batches, each committed as sent first
 
 
 def _set(ids: list[int], **values) -> None:
-    db.session.execute(update(LabelJob).where(LabelJob.id.in_(ids)).values(**values),
-                       execution_options={"synchronize_session": False})
+    _run(update(_JOBS).where(_JOBS.c.id.in_(ids)).values(**values))
 
 
 def _pending(uri: str) -> list:
-    return db.session.execute(select(*_JOB_COLUMNS).where(
-        LabelJob.printer_uri == uri, LabelJob.state.in_(("queued", "waiting_printer")))
-        .order_by(LabelJob.id).limit(BATCH)).all()
+    return _run(select(*_JOB_COLUMNS).where(
+        _JOBS.c.printer_uri == uri, _JOBS.c.state.in_(("queued", "waiting_printer")))
+        .order_by(_JOBS.c.id).limit(BATCH)).all()
 
 
 def _deliver(uri: str, job_id: int, open_printer) -> str:
@@ -102,7 +108,7 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
         except PrinterError as exc:  # unreachable, or no/short answer to ~HS: a fault
             _note_status(uri, "offline", [type(exc).__name__])
             reason = f"{type(exc).__name__}: {exc}"[:200]
-            _set([j.id for j in jobs], attempts=LabelJob.attempts + 1, printer_reason=reason)
+            _set([j.id for j in jobs], attempts=_JOBS.c.attempts + 1, printer_reason=reason)
             for j in jobs:
                 attempts = j.attempts + 1
                 if attempts >= max_attempts:
@@ -145,7 +151,7 @@ def _send_batch(printer: Printer, uri: str, jobs: list) -> bool:
     """
     ids = [j.id for j in jobs]
     _note_status(uri, "ready", [])
-    _set(ids, state="sent", sent_at=utcnow(), attempts=LabelJob.attempts + 1, printer_reason=None)
+    _set(ids, state="sent", sent_at=utcnow(), attempts=_JOBS.c.attempts + 1, printer_reason=None)
     record_many(WORKER, "label.sent", "label_job",
                 [(j.id, j.lot_id, {"printer": uri, "sha256": j.zpl_sha256}) for j in jobs])
     done([dedup_key(i) for i in ids])
@@ -181,4 +187,4 @@ def _fail(job, error: str) -> None:
 
 
 def _state(job_id: int) -> str:
-    return db.session.scalar(select(LabelJob.state).where(LabelJob.id == job_id))
+    return _run(select(_JOBS.c.state).where(_JOBS.c.id == job_id)).scalar()

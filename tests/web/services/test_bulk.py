@@ -1,4 +1,6 @@
 """bulk.collecting: rows of a hot batch written with one INSERT per table at the block's end."""
+from contextlib import contextmanager
+
 from sqlalchemy import event, func, select
 
 from web.models import AuditEvent
@@ -10,14 +12,24 @@ def count(db):
     return db.session.scalar(select(func.count()).select_from(AuditEvent))
 
 
-def test_rows_are_written_once_at_the_end_of_the_block(app, db):
+@contextmanager
+def audit_inserts(db):
+    """The INSERT INTO audit_events statements sent inside the block (a list filled as they go)."""
     inserts = []
+
+    def on_sql(conn, cur, sql, *a):
+        if sql.startswith("INSERT INTO audit_events"):
+            inserts.append(sql)
+    event.listen(db.engine, "before_cursor_execute", on_sql)
+    try:
+        yield inserts
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_sql)
+
+
+def test_rows_are_written_once_at_the_end_of_the_block(app, db):
     with app.app_context():
-        def on_sql(conn, cur, sql, *a):
-            if sql.startswith("INSERT INTO audit_events"):
-                inserts.append(sql)
-        event.listen(db.engine, "before_cursor_execute", on_sql)
-        try:
+        with audit_inserts(db) as inserts:
             with bulk.collecting(AuditEvent):
                 for i in range(5):
                     record(WORKER, "test.bulk", "thing", i)
@@ -25,8 +37,6 @@ def test_rows_are_written_once_at_the_end_of_the_block(app, db):
             assert count(db) == 5 and len(inserts) == 1
             record(WORKER, "test.orm", "thing", 99)  # outside the block: the ORM as usual
             db.session.commit()
-        finally:
-            event.remove(db.engine, "before_cursor_execute", on_sql)
         assert count(db) == 6
 
 
@@ -49,3 +59,16 @@ def test_a_failing_block_writes_nothing_and_nesting_restores_the_outer_collector
         db.session.commit()
         actions = db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
         assert actions == ["test.inner", "test.outer", "test.outer"]
+
+
+def test_a_batch_beyond_the_parameter_limit_goes_in_chunks_in_order(app, db, monkeypatch):
+    """More rows than one INSERT may bind are split into several statements; none lost."""
+    monkeypatch.setitem(bulk.PARAM_LIMIT, True, 50)  # 10 columns per row: 5 rows per INSERT
+    with app.app_context():
+        with audit_inserts(db) as statements, bulk.collecting(AuditEvent):
+            for i in range(12):
+                record(WORKER, "test.chunk", "thing", i)
+        db.session.commit()
+        ids = db.session.scalars(select(AuditEvent.entity_id).order_by(AuditEvent.id)).all()
+    assert len(statements) == 3  # 5 + 5 + 2
+    assert ids == [str(i) for i in range(12)]
