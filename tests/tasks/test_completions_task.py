@@ -5,7 +5,8 @@ called directly so that one completion's decision can be made to raise.
 """
 import uuid
 
-from web.services import completions, processing
+from tests.support.poison import poison
+from web.services import completions
 from web.services.audit import Actor
 
 
@@ -18,13 +19,7 @@ def test_the_task_isolates_a_poison_completion_and_fails_only_it(app, db, factor
         ids = [completions.submit({"lot_no": lot, "step": "SMT", "station": station,
                                    "qty_good": 1}, uuid.uuid4().hex, Actor(uid, name)).id
                for _ in range(3)]
-    real = processing._decide
-
-    def decide(c, *args):
-        if c.id == ids[0]:
-            raise ValueError("bad record")
-        return real(c, *args)
-    monkeypatch.setattr(processing, "_decide", decide)
+    poison(monkeypatch, ids[0], ValueError("bad record"))
     with app.app_context():
         # The message names the last one; the first is the poison.
         assert process(ids[-1], None) == "accepted"

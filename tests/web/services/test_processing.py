@@ -4,6 +4,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 
+from tests.support.poison import poison
 from web.models import AuditEvent, Completion, LabelJob, Lot, OutboxMessage
 from web.services import completions, lots, outbox
 from web.services.audit import Actor
@@ -194,13 +195,7 @@ def test_one_poison_completion_in_a_batch_fails_alone(app, line, factory, db, mo
     lot = factory.lot(line["product"], quantity=3)
     with app.app_context():
         ids = [submit(line, lot, "SMT", qty_good=1) for _ in range(3)]
-    real = processing._decide
-
-    def decide(c, *args):
-        if c.id == ids[1]:
-            raise RuntimeError("cannot judge this one")
-        return real(c, *args)
-    monkeypatch.setattr(processing, "_decide", decide)
+    poison(monkeypatch, ids[1], RuntimeError("cannot judge this one"))
     with app.app_context():
         with pytest.raises(RuntimeError):
             process_completion(ids[0])  # the batch of three fails as a whole...
@@ -219,10 +214,7 @@ def test_a_time_limit_is_not_blamed_on_a_completion(app, line, factory, db, monk
     lot = factory.lot(line["product"], quantity=1)
     with app.app_context():
         cid = submit(line, lot, "SMT", qty_good=1)
-
-    def decide(c, *args):
-        raise Limit()
-    monkeypatch.setattr(processing, "_decide", decide)
+    poison(monkeypatch, cid, Limit())
     with app.app_context():
         with pytest.raises(Limit):
             decide_singly(cid, None, reraise=(Limit,))
