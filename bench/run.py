@@ -110,10 +110,14 @@ def main(argv: list[str] | None = None) -> int:
                 res["pipeline"] = phase_pipeline(b, ys, inst, noop_redis, worker, relay)
             if "latency" in phases:
                 if "pipeline" not in phases:  # warm the pipeline up once
+                    # With as many connections as the measured phase: every web thread then has
+                    # its database connection (and prepared statement), as after the pipeline
+                    # phase; a cold one costs a new PostgreSQL backend inside a measured request.
                     warm_lot = b.create_lot(inst, 1000)
                     loadgen.post_many(inst["base"] + "/api/v1/completions", inst["op"],
-                                      [completion_body(warm_lot)] * 40,
-                                      [f"warm-{b.tag}-{i}" for i in range(40)], conns=4)
+                                      [completion_body(warm_lot)] * 200,
+                                      [f"warm-{b.tag}-{i}" for i in range(200)],
+                                      conns=a.latency_conns)
                     wait_decided(b, inst["db"], 0, 60)
                 res["latency"] = phase_latency(b, inst)
             web_rss = rss_of(inst["web"].children())
