@@ -5,7 +5,7 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from web.extensions import db
-from web.services import backups, restore
+from web.services import backup_verify, backups, restore
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def snapshot(backup_id: int | None = None, slot: str | None = None):
 def verify(backup_id: int):
     """Re-read, hash and check a stored backup; the outcome is recorded on the Backup."""
     try:
-        b = backups.verify(backup_id)
+        b = backup_verify.verify(backup_id)
     except (backups.BackupNotFound, backups.BackupStateError) as exc:
         return {"error": str(exc)}
     return {"verified": b.verify_error is None, "error": b.verify_error}

@@ -10,6 +10,7 @@ from ..auth import require
 from ..errors import Conflict, NotFound
 from ..openapi import spec
 from ..services import backups as svc
+from ..services.backup_verify import request_verify
 from . import actor
 from .schemas import Strict
 
@@ -99,6 +100,6 @@ def verify(backup_id: int):
     """Re-read and hash the stored backup and check it as an archive (done by the io worker)."""
     _backup(backup_id)
     try:
-        return svc.backup_dict(svc.request_verify(backup_id, actor())), 202
+        return svc.backup_dict(request_verify(backup_id, actor())), 202
     except svc.BackupStateError as exc:
         raise Conflict(str(exc)) from None

@@ -45,7 +45,7 @@ from .pagination import page
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_TASK, VERIFY_TASK, QUEUE = "backups.snapshot", "backups.verify", "io"
+SNAPSHOT_TASK, QUEUE = "backups.snapshot", "io"
 SNAPSHOT_LOCK = "backups.snapshot"
 SYSTEM = Actor(None, "system:backup")
 MANIFEST_FORMAT = "neurohub-backup/1"
@@ -300,62 +300,11 @@ def snapshot_now(actor: Actor, *, progress: Progress | None = None, wait: float 
         time.sleep(1.0)
 
 
-# -- verification -------------------------------------------------------------------------------
-
 def get_backup(backup_id: int) -> Backup:
     """The backup with this id."""
     b = db.session.get(Backup, backup_id)
     if b is None:
         raise BackupNotFound(backup_id)
-    return b
-
-
-def verify_key(backup_id: int) -> str:
-    """The outbox key of a verify request."""
-    return f"backup-verify:{backup_id}"
-
-
-def request_verify(backup_id: int, actor: Actor) -> Backup:
-    """Queue a verification of a done backup (idempotent while one is pending)."""
-    b = get_backup(backup_id)
-    if b.state != "done" or b.expired_at is not None:
-        raise BackupStateError(f"backup {backup_id} is {'expired' if b.expired_at else b.state}; "
-                               "only stored, done backups can be verified")
-    pending = db.session.scalar(select(OutboxMessage.id).where(
-        OutboxMessage.dedup_key == verify_key(backup_id)))
-    if pending is None:
-        enqueue(VERIFY_TASK, [backup_id], QUEUE, verify_key(backup_id))
-        record(actor, "backup.verify_requested", "backup", backup_id)
-    db.session.commit()
-    return b
-
-
-def verify(backup_id: int, storage: StorageAdapter | None = None) -> Backup:
-    """Re-read and hash the stored object, then check it as an archive; recorded either way."""
-    b = get_backup(backup_id)
-    done([verify_key(backup_id)])
-    if b.state != "done" or not b.storage_key:
-        db.session.commit()
-        raise BackupStateError(f"backup {backup_id} is {b.state}")
-    storage = storage or backup_storage()
-    tmpdir = private_tempdir("neurohub-verify-")
-    try:
-        path = os.path.join(tmpdir, "backup")
-        size, sha = hash_stored(storage, b.storage_key, copy_to=path)
-        if sha != b.sha256 or size != b.size:
-            raise BackupError(f"sha256 mismatch: stored object has {size} bytes sha256 {sha}, "
-                              f"recorded {b.size} bytes sha256 {b.sha256}")
-        check = check_archive(b.engine, path)
-    except (BackupError, StorageError, OSError) as exc:
-        b.verify_error, b.verified_at = str(exc)[:4000], None  # no longer proven
-        record(SYSTEM, "backup.verify_failed", "backup", b.id, after={"error": str(exc)[:500]})
-        db.session.commit()
-        return b
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    b.verified_at, b.verify_error = utcnow(), None
-    record(SYSTEM, "backup.verified", "backup", b.id, after={"sha256": sha, "check": check})
-    db.session.commit()
     return b
 
 
@@ -404,7 +353,7 @@ def backup_dict(b: Backup) -> dict:
 
 __all__ = ["BackupError", "BackupNotFound", "BackupStateError", "SnapshotBusy", "Dump",
            "dump_postgres", "dump_sqlite", "check_archive", "perform", "scheduled_snapshot",
-           "request_backup", "run_requested", "snapshot_now", "request_verify", "verify",
+           "request_backup", "run_requested", "snapshot_now",
            "list_backups", "newest_done", "last_drill", "backup_dict", "get_backup",
            "backup_storage", "read_manifest", "hash_stored", "pg_tool", "pg_params",
            "is_postgres_url", "redact", "private_tempdir", "count_sqlite", "sqlite_path",

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from storage import LocalStorage
 from tests.web.api.api_helpers import assert_problem
 from web.models import Backup, OutboxMessage, PeriodicRun, utcnow
-from web.services import backups, restore
+from web.services import backup_verify, backups, restore
 
 
 @pytest.fixture()
@@ -63,7 +63,7 @@ def test_verify_is_queued_and_its_result_shows(client, auth, db, store):
     with open(f"{store.base_dir}/{key}", "r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00\x01\x02")
-    backups.verify(bid)
+    backup_verify.verify(bid)
     got = client.get(f"/api/v1/backups/{bid}", headers=auth("admin")).json
     assert "sha256 mismatch" in got["verify_error"] and got["verified_at"] is None
     assert_problem(client.post("/api/v1/backups/999999/verify", headers=auth("admin")), 404)

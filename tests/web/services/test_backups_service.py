@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from storage import LocalStorage, StorageError
 from tests.support.backupdata import counts, databases, populate, rows, scratch_database
 from web.models import AuditEvent, Backup, PeriodicRun
-from web.services import backups, periodic, restore
+from web.services import backup_verify, backups, periodic, restore
 from web.services.audit import Actor
 
 ADMIN = Actor(None, "test:admin")
@@ -100,9 +100,9 @@ def test_drill_passes_and_leaves_no_scratch_database(app, db, factory, store):
 def test_tampered_backup_fails_verify_the_drill_and_the_restore(app, db, factory, store):
     populate(app, factory)
     b = backups.snapshot_now(ADMIN, storage=store)
-    assert backups.verify(b.id, storage=store).verify_error is None
+    assert backup_verify.verify(b.id, storage=store).verify_error is None
     tamper(store, b.storage_key)
-    v = backups.verify(b.id, storage=store)
+    v = backup_verify.verify(b.id, storage=store)
     assert "sha256 mismatch" in v.verify_error and v.verified_at is None
     d = restore.drill(b.id, storage=store)
     assert d.drill_result == "failed" and "sha256 mismatch" in d.drill_detail["error"]
