@@ -22,6 +22,7 @@ from printers import PrinterSimulator  # noqa: E402
 from harness import (BENCH, Bench, BenchError, expect, http_json, log, wait_celery,  # noqa: E402
                      wait_http)
 from measure import backend_cpu, cpu_seconds  # noqa: E402
+from phases import run_noop  # noqa: E402
 
 TARGETS = {"send_to_label_p99_ms_max": 300.0, "preview_p99_ms_max": 30.0}
 ADMIN_PW = "bench-admin-pw-0123456789"
@@ -253,6 +254,10 @@ def table(r: dict) -> str:
     out.insert(1, "  ".join("-" * x for x in w))
     out.append("send->label p50 by second (ms): " + " ".join(
         f"{v:.0f}" for v in r["send_to_label_p50_by_second"]))
+    if r.get("yardstick_noop_tasks_per_s"):
+        out.append("yardstick celery_noop, same run (before, after): " + ", ".join(
+            f"{v} tasks/s" for v in r["yardstick_noop_tasks_per_s"]) +
+            " (its README: 630-810 on a 2-core machine)")
     out.append("CPU ms per completion: " + ", ".join(
         f"{k} {v}" for k, v in r["cpu_ms_per_completion"].items()))
     return "\n".join(out)
@@ -274,6 +279,9 @@ def main() -> int:
     ap.add_argument("--source", default="worktree", help="worktree or a git revision (as run.py)")
     ap.add_argument("--max-minutes", type=float, default=10, help="hard limit for the whole run")
     ap.add_argument("--keep-tmp", action="store_true")
+    ap.add_argument("--noop-tasks", type=int, default=5000,
+                    help="celery_noop yardstick tasks, run before and after ours (0: skip)")
+    ap.add_argument("--pipeline-timeout", type=float, default=300, help="celery_noop time limit")
     a = ap.parse_args()
     if a.rate * a.seconds > a.lots * a.per_lot:
         ap.error("rate x seconds exceeds lots x per-lot serials")
@@ -291,9 +299,17 @@ def main() -> int:
         sim.start()
         b.prepare_source()
         log(f"run {b.run_id}: simulator on 127.0.0.1:{sim.port}, product from {b.src}")
+        # The host's speed moves from run to run: the same-run no-op Celery yardstick says how
+        # fast this machine was, before and after ours (its README: 630-810 tasks/s on 2 cores).
+        ys, noop_redis = (b.copy_yardsticks(), b.claim_redis(1)[0]) if a.noop_tasks else (None, 0)
+        noop = [run_noop(b, ys, noop_redis, a.noop_tasks, "before")] if a.noop_tasks else []
         s = setup(b, a, sim)
         procs = dict(start_pipeline(b, a, s["env"]), web=s["web"])
         res["scan_to_label"] = measure(b, a, sim, s, procs)
+        if a.noop_tasks:
+            b.stop(*procs.values())  # the yardstick gets the machine to itself, as before ours
+            noop.append(run_noop(b, ys, noop_redis, a.noop_tasks, "after"))
+        res["scan_to_label"]["yardstick_noop_tasks_per_s"] = [x["tasks_per_s"] for x in noop]
     except BaseException as exc:
         b.failed = True
         res["error"] = f"{type(exc).__name__}: {exc}"
