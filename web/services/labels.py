@@ -107,12 +107,19 @@ class JobBatch:
         for (row, _), job_id in zip(self.jobs, ids):
             row["id"] = job_id
         # One delivery takes every pending job of its printer along, so when the caller
-        # publishes these messages itself (outbox.claiming) only each printer's last one is sent.
-        last = {row["printer_uri"]: row["id"] for row, _ in self.jobs}
+        # publishes these messages itself (outbox.claiming) only each printer's last one is sent,
+        # and none while an earlier job of the printer is still queued (see delivery_ahead).
+        first, last = {}, {}
+        for row, _ in self.jobs:
+            first.setdefault(row["printer_uri"], row["id"])
+            last[row["printer_uri"]] = row["id"]
+        ahead = {uri for uri, job_id in first.items()
+                 if not uri.startswith(STATION_PULL) and delivery_ahead(uri, job_id)}
         for row, template in self.jobs:
-            if not row["printer_uri"].startswith(STATION_PULL):  # station apps pull their jobs
+            uri = row["printer_uri"]
+            if not uri.startswith(STATION_PULL):  # station apps pull their jobs
                 enqueue(PRINT_TASK, [row["id"]], PRINT_QUEUE, dedup_key(row["id"]),
-                        publish=last[row["printer_uri"]] == row["id"])
+                        publish=last[uri] == row["id"] and uri not in ahead)
             record(self.actor, "label.queued" if row["reason"] == "first_print"
                    else "label.reprint", "label_job", row["id"], lot_id=row["lot_id"], after={
                        "template": f"{template.name}:{template.version}",
@@ -120,6 +127,23 @@ class JobBatch:
                        "serial": row["unit_serial"], "reason": row["reprint_reason"]})
         self.jobs = []
         return ids
+
+
+def delivery_ahead(printer_uri: str, job_id: int) -> bool:
+    """Whether an earlier job of the printer is still queued: its delivery will take this one.
+
+    The earlier job's row is share-locked until this transaction commits, so the worker that
+    delivers it cannot mark it sent before this job is committed; that worker looks for pending
+    jobs again after each batch it sends (printing._deliver) and so finds this one. If the job
+    is being marked sent right now, the lock waits for that and the row then no longer
+    qualifies: this job publishes its own message. Every job keeps its outbox row either way,
+    so a lost delivery is still republished by the relay.
+    """
+    stmt = (select(LabelJob.id).where(LabelJob.printer_uri == printer_uri,
+                                      LabelJob.state == "queued", LabelJob.id < job_id)
+            .order_by(LabelJob.id).limit(1).with_for_update(read=True))
+    # On SQLite (no row locks) the batch's own writes already hold the database's write lock.
+    return db.session.connection().execute(stmt).first() is not None
 
 
 def create_job(template_name: str, data: dict, printer_uri: str, *, actor: Actor = WORKER,
@@ -292,6 +316,6 @@ def job_dict(job: LabelJob, with_zpl: bool = False) -> dict:
     return out
 
 
-__all__ = ["JobBatch", "create_job", "jobs_for_completion", "reprint", "get_job", "list_jobs",
+__all__ = ["JobBatch", "delivery_ahead", "create_job", "jobs_for_completion", "reprint", "get_job", "list_jobs",
            "lot_jobs", "next_for_station", "ack", "job_dict", "reschedule", "printer_profile",
            "ensure_print_messages"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 from flask import current_app
@@ -87,6 +88,9 @@ def _pending(uri: str) -> list:
         .order_by(_JOBS.c.id).limit(BATCH)).all()
 
 
+DELIVERY_SECONDS = 20.0  # one task's delivery loop, well inside its 60 s soft time limit
+
+
 def _deliver(uri: str, job_id: int, open_printer) -> str:
     # Every pending job of the printer, in id order (not only up to job_id): the messages of
     # the later ones then find them printed and cost almost nothing.
@@ -94,6 +98,7 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
     if not jobs:
         db.session.commit()
         return _state(job_id)
+    handled = {j.id for j in jobs}
     max_attempts = current_app.config["LABEL_MAX_ATTEMPTS"]
     try:
         printer = open_printer(uri)
@@ -101,6 +106,7 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
         for j in jobs:
             _fail(j, str(exc))
         db.session.commit()
+        _wake_newcomers(uri, handled, 0.0)
         return _state(job_id)
     try:
         try:
@@ -117,6 +123,7 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
                 else:
                     reschedule(j.id, _backoff(attempts))
             db.session.commit()
+            _wake_newcomers(uri, handled, _backoff(1))
             return _state(job_id)
         if not status.ready:
             reason = ",".join(status.reasons) or "not_ready"
@@ -129,16 +136,38 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
             for j in jobs:
                 reschedule(j.id, 5.0)  # an operator fixes paper or head; check again soon
             db.session.commit()
+            _wake_newcomers(uri, handled, 5.0)
             return _state(job_id)
-        state = None
+        state, deadline = None, time.monotonic() + DELIVERY_SECONDS
         while True:  # a backlog goes out in batches, each committed as sent before its write
             ok = _send_batch(printer, uri, jobs)
             if ok and any(j.id == job_id for j in jobs):
                 state = "printed"
-            if not ok or len(jobs) < BATCH or not (jobs := _pending(uri)):
+            # Always look again: jobs queued meanwhile published no message of their own while
+            # these were queued (labels.delivery_ahead); this delivery is theirs.
+            if not ok:  # a person must look at the printer: later jobs retry on their own
+                _wake_newcomers(uri, {j.id for j in jobs}, 5.0)
+                return state or _state(job_id)
+            if not (jobs := _pending(uri)):
+                db.session.commit()
+                return state or _state(job_id)
+            if time.monotonic() > deadline:  # a steady stream: hand it on to a new message
+                db.session.commit()
+                _wake_newcomers(uri, set(), 0.0)
                 return state or _state(job_id)
     finally:
         printer.close()
+
+
+def _wake_newcomers(uri: str, handled: set[int], seconds: float) -> None:
+    """Make sure a pending job this delivery did not handle has a message due in ``seconds``.
+
+    Such a job may have been queued behind one of ours without a message of its own.
+    """
+    ids = [j.id for j in _pending(uri) if j.id not in handled]
+    if ids:
+        reschedule(ids[0], seconds)  # its delivery takes the later ones along
+    db.session.commit()
 
 
 def _send_batch(printer: Printer, uri: str, jobs: list) -> bool:

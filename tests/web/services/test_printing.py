@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from printers import PrinterSimulator
-from web.models import AuditEvent, LabelJob, OutboxMessage
-from web.services import completions, labels, printing
+from web.models import AuditEvent, LabelJob, OutboxMessage, utcnow
+from web.services import completions, labels, outbox, printing
 from web.services.audit import Actor
 from web.services.processing import process_completion
 
@@ -196,3 +196,102 @@ def test_a_backlog_goes_out_in_batches_each_committed_as_sent_first(app, db, sim
             AuditEvent.action == "label.sent").order_by(AuditEvent.id)))
     assert sent == [str(i) for i in ids]  # three batches (2 + 2 + 1), in job order
     assert [lbl.zpl for lbl in sim.labels()] == [j.zpl.encode().strip() for j in jobs]
+
+
+def _job_data(serial: str) -> dict:
+    return {"product_code": "P", "product_name": "Product", "serial": serial, "lot_no": "L-1",
+            "date": "2026-11-26"}
+
+
+def test_a_job_behind_a_queued_one_publishes_no_message_and_rides_along(app, db, sim,
+                                                                      make_jobs):
+    (first,) = make_jobs(1)
+    uri = f"tcp://127.0.0.1:{sim.port}"
+    with app.app_context():
+        with outbox.claiming() as claimed:
+            behind = labels.create_job("unit", _job_data("SN-BEHIND"), uri).id
+        db.session.commit()
+        assert claimed == []  # the first job's delivery is this one's too
+        msg = db.session.scalar(select(OutboxMessage).where(
+            OutboxMessage.dedup_key == labels.dedup_key(behind)))
+        assert msg.dispatched_at is not None  # kept (claimed): the relay republishes it if lost
+        assert printing.print_job(first) == "printed"
+        assert labels.get_job(behind).state == "printed"
+        with outbox.claiming() as claimed:  # nothing queued ahead: it publishes its own
+            alone = labels.create_job("unit", _job_data("SN-ALONE"), uri).id
+        db.session.commit()
+        assert [c[3] for c in claimed] == [labels.dedup_key(alone)]
+    assert sim.label_count == 2
+
+
+def test_a_job_queued_while_its_printer_is_being_served_is_not_left_behind(app, db, sim,
+                                                                         make_jobs):
+    """The lost-wakeup race: the new job saw an earlier job queued, so it published nothing;
+    the worker delivering that earlier job must not mark it sent before the new job is
+    committed, and must find the new job when it looks again after sending."""
+    (first,) = make_jobs(1)
+    uri = f"tcp://127.0.0.1:{sim.port}"
+    checked, commit, claimed_by_new, results = (threading.Event(), threading.Event(), [], [])
+
+    def queue_behind():
+        with app.app_context():
+            with outbox.claiming() as claimed:
+                job = labels.create_job("unit", _job_data("SN-RACE"), uri)
+                checked.set()  # looked for (and share-locked) the earlier job, not committed
+                commit.wait(10)
+            claimed_by_new.extend(claimed)
+            results.append(job.id)
+            db.session.commit()
+
+    def deliver():
+        with app.app_context():
+            results.append(printing.print_job(first))
+
+    new = threading.Thread(target=queue_behind)
+    new.start()
+    assert checked.wait(10)
+    worker = threading.Thread(target=deliver)
+    worker.start()
+    worker.join(1.0)
+    assert worker.is_alive()  # cannot mark the first job sent while the new one is uncommitted
+    commit.set()
+    new.join(10)
+    worker.join(30)
+    assert claimed_by_new == [] and results[1] == "printed"
+    with app.app_context():
+        assert labels.get_job(results[0]).state == "printed"  # taken along, no message needed
+    assert sim.label_count == 2
+
+
+def test_a_delivery_past_its_time_hands_the_rest_to_a_new_message(app, db, sim, make_jobs,
+                                                                 monkeypatch):
+    (first,) = make_jobs(1)
+    uri = f"tcp://127.0.0.1:{sim.port}"
+    monkeypatch.setattr(printing, "DELIVERY_SECONDS", -1.0)  # time is up after the first batch
+    added = []
+
+    def queue_one_more():
+        with app.app_context():
+            added.append(labels.create_job("unit", _job_data("SN-LATE"), uri).id)
+            db.session.commit()
+
+    def opener(u):
+        printer = printing.open_printer(u)
+        send = printer.send
+
+        def send_and_queue_more(zpl, job_id=None):  # a job arrives while this one is sent
+            send(zpl, job_id=job_id)
+            t = threading.Thread(target=queue_one_more)
+            t.start()
+            t.join()
+        printer.send = send_and_queue_more
+        return printer
+
+    with app.app_context():
+        assert printing.print_job(first, open_printer=opener) == "printed"
+        (late,) = added
+        assert labels.get_job(late).state == "queued"
+        msg = db.session.scalar(select(OutboxMessage).where(
+            OutboxMessage.dedup_key == labels.dedup_key(late)))
+        assert msg.dispatched_at is None and msg.available_at <= utcnow()  # due: relay sends it
+    assert sim.label_count == 1
