@@ -319,3 +319,44 @@ def test_a_labelled_batch_is_decided_in_a_fixed_number_of_statements(app, factor
         events = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action.in_(("completion.accepted", "label.queued"))))
     assert events == 2 * (len(serials) + 1)  # every event written, 8 of each in that INSERT
+
+
+def test_a_completion_arriving_during_a_batch_is_handed_on_by_that_batch(app, line, factory,
+                                                                          monkeypatch):
+    """Its message waits for the batch (the relay holds it); the batch claims it, so the worker
+    publishes the next task right after its commit instead of the relay's next pass."""
+    import threading
+    lot = factory.lot(line["product"], quantity=5)
+    late = []
+    stations = processing._stations
+
+    def stations_then_one_more_arrives(ids):
+        t = threading.Thread(target=lambda: late.append(_submit_in_own_context(app, line, lot)))
+        t.start()
+        t.join()
+        return stations(ids)
+    monkeypatch.setattr(processing, "_stations", stations_then_one_more_arrives)
+    with app.app_context():
+        first = submit(line, lot, "SMT", qty_good=1)
+        with outbox.claiming() as claimed:
+            assert process_completion(first) == "accepted"
+        monkeypatch.setattr(processing, "_stations", stations)
+        (cid,) = late
+        assert completions.get_completion(cid).status == "received"  # not this batch's
+        lot_id = completions.get_completion(cid).lot_id
+        assert claimed == [("completions.process", [cid, lot_id], "completions",
+                            f"completion:{cid}")]
+        with outbox.claiming() as claimed:  # the next task: decides it, nothing more waits
+            assert process_completion(cid, lot_id) == "accepted"
+        assert claimed == []
+        assert db_count(OutboxMessage) == 0
+
+
+def _submit_in_own_context(app, line, lot):
+    with app.app_context():
+        return submit(line, lot, "SMT", qty_good=1)
+
+
+def db_count(model):
+    from web.extensions import db
+    return db.session.scalar(select(func.count()).select_from(model))
