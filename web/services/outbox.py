@@ -72,35 +72,6 @@ def claiming():
         db.session.info.pop(CLAIMED, None)
 
 
-def claim_waiting(lot_id: int) -> int:
-    """Inside ``claiming()``: take the relay's publish of the lot's waiting completion messages.
-
-    Completions that arrive while a batch of their lot is decided wait in the outbox for that
-    batch's commit (the relay holds them, see ``relay_batch``) and then for the relay's next
-    pass. Claimed here, in the batch's transaction, the worker publishes one message for them
-    right after its commit instead; they stay in the outbox until decided, and the relay
-    publishes them again if that publish never happens. Rows a relay pass holds are skipped
-    (that pass publishes them). Returns how many were claimed.
-    """
-    claimed = db.session.info.get(CLAIMED)
-    if claimed is None or db.session.get_bind().dialect.name != "postgresql":
-        return 0  # the relay alone (SQLite: one process, no SKIP LOCKED)
-    now = utcnow()
-    m = _OUTBOX.c
-    waiting = (select(m.id).where(m.task == COMPLETION_TASK, m.dispatched_at.is_(None),
-                                  m.args[1].as_integer() == lot_id)
-               .with_for_update(skip_locked=True).scalar_subquery())
-    delay = timedelta(seconds=current_app.config["OUTBOX_REDISPATCH_SECONDS"])
-    rows = db.session.connection().execute(
-        update(_OUTBOX).where(m.id.in_(waiting))
-        .values(dispatched_at=now, available_at=now + delay, attempts=m.attempts + 1)
-        .returning(m.id, m.args, m.queue, m.dedup_key)).all()
-    if rows:
-        newest = max(rows, key=lambda r: r.id)  # the task decides every pending one of the lot
-        claimed.append((COMPLETION_TASK, list(newest.args), newest.queue, newest.dedup_key))
-    return len(rows)
-
-
 def done(dedup_keys: list[str]) -> None:
     """Delete messages whose effect is being committed in the current transaction."""
     if dedup_keys:

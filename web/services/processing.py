@@ -21,7 +21,7 @@ from . import bulk
 from .audit import WORKER, record
 from .label_templates import Profile
 from .labels import STATION_PULL, JobBatch, jobs_for_completion
-from .outbox import claim_waiting, done
+from .outbox import done
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +150,8 @@ def _decide_batch(lot_id: int, limit: int | None = None) -> tuple[dict[int, str]
                 _decide(c, lot, station, profile, steps, units, jobs)
         jobs.queue()
     decided = {c.id: c.status for c in pending}
-    full = len(pending) == limit
-    if not full:  # what arrived meanwhile goes next, published by this worker after commit
-        claim_waiting(lot_id)
     session.commit()
-    return decided, full
+    return decided, len(pending) == limit
 
 
 def _stations(ids: set[int]) -> dict[int, tuple[Station, Profile]]:

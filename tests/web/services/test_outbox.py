@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from web.models import Completion, OutboxMessage, utcnow
-from web.services import completions, outbox
+from web.services import completions
 from web.services.audit import Actor
 from web.services.outbox import relay_batch
 
@@ -275,50 +275,3 @@ def test_a_message_without_a_lot_is_neither_gated_nor_gating(app, db, three_lots
         rec = Recorder()
         assert relay_batch(rec, lambda q: 0).published == 2  # the other lots still go out
         assert [s[1][0] for s in rec.sent] == three_lots[1:]
-
-
-def test_a_worker_claims_its_lots_waiting_messages_and_the_relay_leaves_them(app, db, factory):
-    """claim_waiting: the lot's waiting completion messages are claimed for the worker to
-    publish (one message, the newest); other lots' and locked rows are left to the relay."""
-    uid, name = factory.user("operator")
-    st = factory.station(steps=["SMT"])
-    lot, other = factory.lot(quantity=10), factory.lot(quantity=10)
-
-    def submit(lot_no):
-        return completions.submit({"lot_no": lot_no, "step": "SMT", "station": st,
-                                   "qty_good": 1}, uuid.uuid4().hex, Actor(uid, name)).id
-    with app.app_context():
-        lot_id = db.session.scalar(select(Completion.lot_id).where(Completion.id == submit(lot)))
-        db.session.execute(update(OutboxMessage).values(  # its message is in flight
-            dispatched_at=utcnow(), available_at=utcnow() + timedelta(seconds=30)))
-        db.session.commit()
-        waiting, elsewhere = [submit(lot), submit(lot)], submit(other)
-        assert outbox.claim_waiting(lot_id) == 0  # outside claiming(): the relay's job
-        db.session.rollback()
-        with outbox.claiming() as claimed:
-            assert outbox.claim_waiting(lot_id) == 2
-            db.session.commit()
-        assert claimed == [("completions.process", [waiting[-1], lot_id], "completions",
-                            f"completion:{waiting[-1]}")]
-        rows = {r.dedup_key: r for r in db.session.scalars(select(OutboxMessage))}
-        for cid in waiting:  # kept until decided, due again only if the publish is lost
-            row = rows[f"completion:{cid}"]
-            assert row.dispatched_at is not None and row.available_at > utcnow()
-            assert row.attempts == 1
-        assert rows[f"completion:{elsewhere}"].dispatched_at is None
-        rec = Recorder()
-        assert relay_batch(rec, lambda q: 0, redispatch_after=30).published == 1
-        assert [s[1][0] for s in rec.sent] == [elsewhere]  # the relay does not send them again
-        db.session.commit()
-        newer = submit(lot)
-        db.session.execute(update(OutboxMessage).where(
-            OutboxMessage.dedup_key == f"completion:{newer}").values(available_at=utcnow()))
-        db.session.commit()
-        with db.engine.connect() as relay_pass:  # a relay pass holds the row right now
-            relay_pass.execute(select(OutboxMessage.id).where(
-                OutboxMessage.dedup_key == f"completion:{newer}").with_for_update())
-            with outbox.claiming() as claimed:
-                assert outbox.claim_waiting(lot_id) == 0  # skipped, not waited for
-                db.session.commit()
-            relay_pass.rollback()
-        assert claimed == []
