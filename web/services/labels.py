@@ -142,7 +142,8 @@ def delivery_ahead(printer_uri: str, job_id: int) -> bool:
     stmt = (select(LabelJob.id).where(LabelJob.printer_uri == printer_uri,
                                       LabelJob.state == "queued", LabelJob.id < job_id)
             .order_by(LabelJob.id).limit(1).with_for_update(read=True))
-    # On SQLite (no row locks) the batch's own writes already hold the database's write lock.
+    # SQLite has no row locks, and needs none: its transactions begin IMMEDIATE (web/__init__),
+    # so this one and a delivery's never overlap.
     return db.session.connection().execute(stmt).first() is not None
 
 
