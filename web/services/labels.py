@@ -317,6 +317,6 @@ def job_dict(job: LabelJob, with_zpl: bool = False) -> dict:
     return out
 
 
-__all__ = ["JobBatch", "delivery_ahead", "create_job", "jobs_for_completion", "reprint", "get_job", "list_jobs",
-           "lot_jobs", "next_for_station", "ack", "job_dict", "reschedule", "printer_profile",
-           "ensure_print_messages"]
+__all__ = ["JobBatch", "delivery_ahead", "create_job", "jobs_for_completion", "reprint", "get_job",
+           "list_jobs", "lot_jobs", "next_for_station", "ack", "job_dict", "reschedule",
+           "printer_profile", "ensure_print_messages"]

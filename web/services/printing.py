@@ -143,17 +143,16 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
             ok = _send_batch(printer, uri, jobs)
             if ok and any(j.id == job_id for j in jobs):
                 state = "printed"
+            if not ok:  # a person must look at the printer: later jobs retry on their own
+                _wake_newcomers(uri, set(), 5.0)
+                return state or _state(job_id)
             # Always look again: jobs queued meanwhile published no message of their own while
             # these were queued (labels.delivery_ahead); this delivery is theirs.
-            if not ok:  # a person must look at the printer: later jobs retry on their own
-                _wake_newcomers(uri, {j.id for j in jobs}, 5.0)
-                return state or _state(job_id)
-            if not (jobs := _pending(uri)):
+            if (jobs := _pending(uri)) and time.monotonic() > deadline:
+                reschedule(jobs[0].id, 0.0)  # a steady stream: hand it on to a new message
+                jobs = []
+            if not jobs:
                 db.session.commit()
-                return state or _state(job_id)
-            if time.monotonic() > deadline:  # a steady stream: hand it on to a new message
-                db.session.commit()
-                _wake_newcomers(uri, set(), 0.0)
                 return state or _state(job_id)
     finally:
         printer.close()
