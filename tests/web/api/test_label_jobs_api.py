@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from printers import PrinterSimulator
+from web.services.label_templates import label_font
 
 from .api_helpers import assert_problem
 from .test_labels_api import (NEW_UNIT, PNG_MAGIC, TEMPLATES, barcodes, label_counts,
@@ -226,7 +227,11 @@ def test_product_name_cannot_inject_printer_commands(app, client, auth, sim):
     assert b"^XZ^XA" not in label.zpl and b"~JR" not in label.zpl and b"PWN^FS" not in label.zpl
     assert b"X\\5EXZ\\5EXA\\5EFO0,0\\5EFDPWN\\5EFS\\7EJR" in label.zpl
     assert "JR" not in sim.state.control_commands  # ~HS only: the printer was not reset
-    assert set(sim.state.control_commands) == {"HS"}
+    # ...and the label font's ~DY, sent by the server before the first label, once.
+    assert set(sim.state.control_commands) == {"HS", "DY"}
+    assert list(sim.state.control_commands).count("DY") == 1
+    with app.app_context():
+        assert sim.state.downloads == {label_font().path: 1}
     assert client.get(f"{JOBS}/{only['id']}/preview.png", headers=op).status_code == 200
 
 
