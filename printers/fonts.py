@@ -11,6 +11,13 @@ needs a Unicode TrueType font in the printer's flash and ``^CI28`` (UTF-8 field 
 - ``^HWE:NH1A2B3C.TTF`` asks the printer for a directory listing, so a sender can tell whether
   the font is already there (it then sends it only once per printer, not with every label).
 
+The default label font ships with this package: NAVER's NanumSquare Regular (``data/``, SIL Open
+Font License 1.1, its licence beside it): 724 KB of TrueType outlines covering all 11,172 modern
+Hangul syllables and ASCII, small enough for any Zebra's flash (a full Noto CJK is 20-50 MB, and
+CFF outlines in a collection, which ``~DY`` cannot store). Shipping it means the same bytes, hence
+the same printer file name and label sha256, on every server, station and CI machine, with no
+system package to install first. ``LABEL_FONT`` may name another TrueType file.
+
 The stored name comes from the file's sha256: a different font is a different file, never a
 stale one under the same name. Only plain TrueType files are accepted (not collections (``.ttc``)
 or CFF-outline OpenType): that is what the printer's ``T`` object type stores and renders.
@@ -200,12 +207,21 @@ def font_dirs() -> list[str]:
         [os.path.join(d, "fonts") for d in data_dirs if d]
 
 
+BUNDLED_FONT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                            "NanumSquareR.ttf")
+
+
 def find_font(name: str) -> str:
-    """The path of ``name``: a path to a TrueType file, or a file name in the font directories.
+    """The path of ``name``: a path to a TrueType file, a file name in the system font
+    directories, or (empty) the bundled font.
 
     Raises FontError saying where it looked; the file must be a TrueType font (``check_truetype``).
     """
-    if os.sep in name or (os.altsep and os.altsep in name):
+    if not name:
+        path = BUNDLED_FONT
+        if not os.path.isfile(path):
+            raise FontError(f"the bundled label font {path} is missing (broken install?)")
+    elif os.sep in name or (os.altsep and os.altsep in name):
         path = os.path.abspath(os.path.expanduser(name))
         if not os.path.isfile(path):
             raise FontError(f"no font file {path}")

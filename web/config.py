@@ -73,9 +73,9 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "PRINTER_CONNECT_TIMEOUT": (3.0, float),
     "PRINTER_STATUS_TIMEOUT": (2.0, float),
     "PRINTER_SIM_PORT": (9100, int),
-    # TrueType font of label text (Hangul included), downloaded once to each printer: a path, or
-    # a file name found in the system font directories (Debian's fonts-nanum has this one).
-    "LABEL_FONT": ("NanumSquareR.ttf", str),
+    # TrueType font of label text (Hangul included), downloaded once to each printer: a path, a
+    # file name in the system font directories, or unset: the bundled NanumSquare (printers/data).
+    "LABEL_FONT": ("", str),
     "FLOWER_BASIC_AUTH": (None, str),
     "WEB_WORKERS": (2, int),
     # Threads per web worker (gunicorn gthread): keeps station connections alive between
@@ -150,9 +150,9 @@ def _label_font(name: str) -> str:
     try:
         return find_font(name)
     except FontError as exc:
-        raise ConfigError(f"LABEL_FONT: {exc}. Install Debian's fonts-nanum (see "
-                          "deploy/apt-packages.txt) or set LABEL_FONT to a TrueType .ttf "
-                          "with Hangul") from None
+        raise ConfigError(f"LABEL_FONT: {exc}. Set LABEL_FONT to a TrueType .ttf with Hangul "
+                          "(a path, or a file name in the font directories), or leave it unset "
+                          "for the bundled NanumSquare") from None
 
 
 def validate(cfg: Mapping[str, Any]) -> None:

@@ -235,6 +235,37 @@ def test_product_name_cannot_inject_printer_commands(app, client, auth, sim):
     assert client.get(f"{JOBS}/{only['id']}/preview.png", headers=op).status_code == 200
 
 
+def test_long_korean_product_name_follows_the_preview_rule_in_a_job(app, client, auth, sim):
+    admin, op = auth("admin"), auth("operator")
+    name = "신경 자극기 " * 7 + "모델"  # 51 characters; the unit label's field takes 40
+    assert client.post("/api/v1/products", headers=admin, json={
+        "code": "KR-1", "name": name, "routing": [ROUTING[0]]}).status_code == 201
+    uri = f"tcp://127.0.0.1:{sim.port}"
+    assert client.post("/api/v1/stations", headers=admin, json={
+        "code": "ST-KR", "name": "Korean", "steps": ["MARK"], "printer_uri": uri}).status_code \
+        == 201
+    lot = client.post("/api/v1/lots", headers=auth("supervisor"), json={
+        "product": "KR-1", "quantity": 1, "serials": _serials(1)}).get_json()["lot_no"]
+    complete(app, client, op, lot, "MARK", "ST-KR")
+    (only,) = jobs(client, op, lot_no=lot)["items"]
+    assert only["data"]["product_name"] == name  # the record keeps the whole name
+    preview = client.post("/api/v1/labels/preview", headers=op, json={
+        "template": "unit", "data": only["data"]})
+    assert preview.status_code == 200, preview.get_data(as_text=True)  # not 422
+    assert preview.headers["X-Label-Shortened"] == "product_name (51 -> 40 characters)"
+    assert preview.headers["X-ZPL-SHA256"] == only["zpl_sha256"]  # the very label printed
+    assert print_jobs(app, [only["id"]]) == ["printed"]
+    (label,) = sim.labels()
+    assert hashlib.sha256(label.zpl).hexdigest() == only["zpl_sha256"]
+    with app.app_context():
+        from web.extensions import db
+        from web.models import AuditEvent
+        queued = db.session.query(AuditEvent).filter_by(action="label.queued",
+                                                        entity_id=str(only["id"])).one()
+        assert queued.after["shortened"] == ["product_name (51 -> 40 characters)"]
+        db.session.rollback()
+
+
 # --- reprint ----------------------------------------------------------------------------------
 
 def test_reprint_is_a_new_job_linked_to_the_original(app, client, auth, factory, marked):
