@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from .errors import PrinterError, PrinterNotReady, PrinterOffline, PrinterUnreachable
-from .fonts import parse_listing
+from .fonts import LabelFont, parse_listing
 from .simstate import simulated_printer
 from .status import PrinterStatus, parse_host_status, read_host_status
 from .stream import split_stream
@@ -306,3 +306,11 @@ def send_job(printer: Printer, zpl: bytes, job_id: str | None = None) -> Printer
         return status
     finally:
         printer.close()
+
+
+def ensure_font(printer: Printer, font: LabelFont) -> bool:
+    """Store ``font`` on the printer (``~DY``) unless it lists it (``^HW``); True when sent."""
+    if font.path in printer.files(font.path):
+        return False
+    printer.send(font.download_command(), job_id=f"font-{font.name}")
+    return True

@@ -6,8 +6,9 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from printers import (FontError, PrinterSimulator, SimPrinter, ZplStream, field_hex,
-                      preview_png, printer_for_uri, reset_simulated_printers, send_job)
+from printers import (FontError, PrinterSimulator, SimPrinter, ZplStream, ensure_font,
+                      field_hex, preview_png, printer_for_uri, reset_simulated_printers,
+                      send_job)
 from printers.fonts import find_font, load_font, parse_download
 
 NAME = "뉴로허브 센서"
@@ -93,8 +94,9 @@ def test_sim_and_file_printers_list_what_they_were_sent(font, tmp_path):
     reset_simulated_printers()
     sim = SimPrinter("fonts")
     assert sim.files(font.path) == {}
-    sim.send(font.download_command())
+    assert ensure_font(sim, font) is True and ensure_font(sim, font) is False  # sent once
     assert sim.files("E:*.TTF") == {font.path: len(font.data)}
+    assert sim.device.downloads == {font.path: 1}
     reset_simulated_printers()
     files = printer_for_uri(f"file://{tmp_path}")
     assert files.files(font.path) == {}

@@ -1,5 +1,5 @@
 """Labels: templates, previews from the exact ZPL, jobs, reprints, and the station pull API."""
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from printers import PreviewError, preview_png
 
@@ -73,6 +73,20 @@ def preview(body: PreviewIn):
     resp.headers["X-Template-Version"] = str(t.version)
     resp.headers["X-ZPL-SHA256"] = tpl.sha256(zpl)
     return resp
+
+
+@bp.get("/labels/font")
+@require("operator")
+@spec(responses={200: None}, tags=["labels"])
+def font():
+    """The label font every label names (for station apps to store on their own printer)."""
+    f = tpl.label_font()
+    resp = Response(f.data, mimetype="font/ttf")
+    resp.headers["X-Printer-Path"] = f.path  # ^CW target; printers.LabelFont gives its ~DY
+    resp.headers["X-Font-SHA256"] = f.sha256
+    resp.headers["Cache-Control"] = "private, max-age=86400"
+    resp.set_etag(f.sha256)
+    return resp.make_conditional(request)
 
 
 def _job(job_id: int):

@@ -8,7 +8,7 @@ from typing import Callable
 from flask import current_app
 from sqlalchemy import select, update
 
-from printers import Printer, PrinterError, printer_for_uri
+from printers import Printer, PrinterError, ensure_font, printer_for_uri
 
 from ..extensions import db
 from ..models import LabelJob, Printer as PrinterRow, utcnow
@@ -48,14 +48,13 @@ def _note_status(uri: str, status: str, reasons: list[str]) -> None:
 _FONT_ON: dict[str, str] = {}
 
 
-def ensure_font(printer: Printer, uri: str) -> bool:
+def ensure_label_font(printer: Printer, uri: str) -> bool:
     """Download the label font to the printer unless it has it; True when it was sent now."""
     font = label_font()
     if _FONT_ON.get(uri) == font.path:
         return False
-    sent = font.path not in printer.files(font.path)
-    if sent:  # ~1 MB once, not per label: every label only names it (^CW)
-        printer.send(font.download_command(), job_id=f"font-{font.name}")
+    sent = ensure_font(printer, font)  # ~1 MB once, not per label: every label names it (^CW)
+    if sent:
         log.info("label font %s (%s, %d bytes) sent to %s", font.path, font.source,
                  len(font.data), uri)
     if uri.startswith("tcp://"):  # asking a file or in-process printer costs nothing
@@ -134,7 +133,7 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
         try:
             status = printer.status()
             if status.ready:
-                ensure_font(printer, uri)
+                ensure_label_font(printer, uri)
         except PrinterError as exc:  # unreachable, no/short answer to ~HS or ^HW: a fault
             _FONT_ON.pop(uri, None)
             _note_status(uri, "offline", [type(exc).__name__])

@@ -297,6 +297,22 @@ def test_too_long_product_name_is_shortened_the_way_a_job_shortens_it(client, au
                    "data.serial")
 
 
+def test_label_font_is_served_to_station_apps(client, auth, app):
+    resp = client.get("/api/v1/labels/font", headers=auth("operator"))
+    assert resp.status_code == 200 and resp.mimetype == "font/ttf"
+    from printers import LabelFont
+    font = LabelFont(resp.data)
+    assert resp.headers["X-Printer-Path"] == font.path
+    assert resp.headers["X-Font-SHA256"] == font.sha256 == hashlib.sha256(resp.data).hexdigest()
+    with app.app_context():
+        from web.services.label_templates import label_font
+        assert label_font().data == resp.data
+    again = client.get("/api/v1/labels/font", headers=auth("operator") | {
+        "If-None-Match": f'"{font.sha256}"'})
+    assert again.status_code == 304 and again.data == b""
+    assert_problem(client.get("/api/v1/labels/font"), 401)
+
+
 def _field_text(zpl: bytes) -> bytes:
     """The label's field data with ^FH hex escapes decoded (UTF-8 bytes)."""
     return re.sub(rb"\\([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]), zpl)
