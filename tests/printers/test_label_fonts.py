@@ -25,7 +25,8 @@ def hangul_label(font, text=NAME) -> bytes:
 
 
 def ink(png: bytes) -> int:
-    return Image.open(io.BytesIO(png)).convert("L").point(lambda p: p < 128 and 255).histogram()[255]
+    gray = Image.open(io.BytesIO(png)).convert("L")
+    return gray.point(lambda p: p < 128 and 255).histogram()[255]
 
 
 def test_download_command_round_trips_with_its_crc(font):

@@ -75,8 +75,8 @@ BUILTIN = {
 ^FO[[35]],[[15]]^BXN,[[0.5]],200,,,,~^FH\\^FD(21){{serial|datamatrix}}(10){{lot_no|datamatrix}}^FS
 """),
     "lot": dict(width_mm=100, height_mm=60, description="lot traveler: lot Code 128, product, "
-                "quantity, routing", variables=_COMMON + [_V("quantity", 7),
-                                                          dict(_V("routing", 120, False), **_SHORTEN)], body="""
+                "quantity, routing", variables=_COMMON + [
+                    _V("quantity", 7), dict(_V("routing", 120, False), **_SHORTEN)], body="""
 ^FO[[4]],[[3]]^A0N,[[5]],[[5]]^FH\\^FDLOT TRAVELER^FS
 ^FO[[4]],[[10]]^BY[[0.375]]^BCN,[[14]],Y,N,N^FH\\^FD{{lot_no|code128}}^FS
 ^FO[[4]],[[32]]^AKN,[[4]],[[4]]^FH\\^FD{{product_code}} {{product_name}}^FS

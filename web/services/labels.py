@@ -195,9 +195,13 @@ def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: i
     own = batch is None
     batch = batch or JobBatch()
     for serial in serials:
-        batch.add(name, label_data(name, lot, serial), printer_key(station), lot_id=lot.id,
-                  station_id=station.id, completion_id=c.id, unit_serial=serial,
-                  profile=profile)
+        try:
+            batch.add(name, label_data(name, lot, serial), printer_key(station), lot_id=lot.id,
+                      station_id=station.id, completion_id=c.id, unit_serial=serial,
+                      profile=profile)
+        except tpl.TemplateError as exc:  # what a preview refuses (422) is never printed either
+            record(WORKER, "label.skipped", "completion", c.id, lot_id=lot.id,
+                   after={"reason": f"{exc.field}: {exc}", "serial": serial})
     if own:
         batch.queue()
 

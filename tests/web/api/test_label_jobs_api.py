@@ -266,6 +266,37 @@ def test_long_korean_product_name_follows_the_preview_rule_in_a_job(app, client,
         db.session.rollback()
 
 
+def test_a_name_the_template_refuses_is_not_printed_cut_but_skipped_and_said(app, client, auth,
+                                                                             sim):
+    admin, op = auth("admin"), auth("operator")
+    strict = NEW_UNIT | {"variables": [{"name": "product_name", "max_length": 40},
+                                       {"name": "serial", "max_length": 20}],
+                         "body": NEW_UNIT["body"] + "\n^FO[[2]],[[18]]^AKN,[[3]],[[3]]"
+                                                    "^FH\\^FD{{product_name}}^FS"}
+    assert client.post(TEMPLATES, headers=admin, json=strict).status_code == 201
+    name = "신경 자극기 " * 7 + "모델"  # 51 characters; this version takes 40 and no more
+    assert client.post("/api/v1/products", headers=admin, json={
+        "code": "KR-2", "name": name, "routing": [ROUTING[0]]}).status_code == 201
+    assert client.post("/api/v1/stations", headers=admin, json={
+        "code": "ST-KR2", "name": "Korean", "steps": ["MARK"],
+        "printer_uri": f"tcp://127.0.0.1:{sim.port}"}).status_code == 201
+    lot = client.post("/api/v1/lots", headers=auth("supervisor"), json={
+        "product": "KR-2", "quantity": 1, "serials": _serials(1)}).get_json()["lot_no"]
+    preview = client.post("/api/v1/labels/preview", headers=op, json={
+        "template": "unit", "data": {"product_name": name, "serial": "SN-1"}})
+    assert_problem(preview, 422, "data.product_name")
+    cid = complete(app, client, op, lot, "MARK", "ST-KR2")  # the completion still counts
+    assert jobs(client, op, lot_no=lot)["items"] == []  # no label with a cut name
+    with app.app_context():
+        from web.extensions import db
+        from web.models import AuditEvent
+        skipped = db.session.query(AuditEvent).filter_by(action="label.skipped",
+                                                         entity_id=str(cid)).one()
+        assert skipped.after["reason"] == ("data.product_name: product_name is 51 characters; "
+                                           "the field takes at most 40")
+        db.session.rollback()
+
+
 # --- reprint ----------------------------------------------------------------------------------
 
 def test_reprint_is_a_new_job_linked_to_the_original(app, client, auth, factory, marked):
