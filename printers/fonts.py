@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import functools
 import hashlib
 import os
 import re
@@ -51,7 +52,7 @@ class LabelFont:
     data: bytes = field(repr=False)
     source: str = ""
 
-    @property
+    @functools.cached_property  # labels name the font by it: hash the file once, not per label
     def sha256(self) -> str:
         """Hex sha256 of the font file."""
         return hashlib.sha256(self.data).hexdigest()
