@@ -5,7 +5,8 @@
 
 Targets (issue 3): render >= 5,000 labels/s on one core; preview < 30 ms.
 Rendering is what every label job does in the worker (validate data, hex-escape every field,
-resolve dimensions for the printer's dpi); preview is zplkit rendering the exact ZPL to PNG.
+resolve dimensions for the printer's dpi); preview is zplkit rendering the exact ZPL to PNG,
+with the label font (TrueType, Hangul) that every label names, parsed by zplkit on each render.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import statistics
 import time
 from types import SimpleNamespace
 
-from printers import preview_png
+from printers import load_font, preview_png
+from printers.fonts import find_font
 from web.services import label_templates as tpl
 
 DATA = {"product_code": "NH-100", "product_name": "NeuroHub sensor module",
@@ -30,6 +32,10 @@ def template(name: str):
                            width_mm=spec["width_mm"], height_mm=spec["height_mm"])
 
 
+FONT = load_font(find_font(""))  # the bundled label font, as LABEL_FONT unset gives
+FONTS = {FONT.path: FONT.data}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000)
@@ -38,17 +44,17 @@ def main() -> None:
     out = {}
     for name in tpl.BUILTIN:
         t, data = template(name), dict(DATA, **EXTRA[name])
-        tpl.render(t, data)  # warm up regex caches
+        tpl.render(t, data, font=FONT)  # warm up regex caches
         start = time.perf_counter()
         for i in range(args.n):
-            tpl.render(t, dict(data, lot_no=f"LOT-20261126-{i % 10000:04d}"))
+            tpl.render(t, dict(data, lot_no=f"LOT-20261126-{i % 10000:04d}"), font=FONT)
         rate = args.n / (time.perf_counter() - start)
-        zpl = tpl.render(t, data)
-        preview_png(zpl)  # warm up zplkit
+        zpl = tpl.render(t, data, font=FONT)
+        preview_png(zpl, fonts=FONTS)  # warm up zplkit
         times = []
         for _ in range(args.previews):
             t0 = time.perf_counter()
-            preview_png(zpl)
+            preview_png(zpl, fonts=FONTS)
             times.append((time.perf_counter() - t0) * 1000)
         times.sort()
         out[name] = {"render_per_s": round(rate), "preview_p50_ms": round(statistics.median(times), 2),

@@ -1,5 +1,8 @@
 """Printer backends chosen by URI: ``tcp://host[:9100]``, ``file:///dir``, ``sim://[name]``.
 
+``files(pattern)`` lists the objects a printer stores (``^HW``), e.g. whether it already has the
+label font (printers.fonts) that a sender downloads only once.
+
 ``station://`` is deliberately not a device here: the server routes those jobs to the station
 app, which then uses one of these backends for its own printer.
 
@@ -11,6 +14,7 @@ best available sign that the printer read everything.
 from __future__ import annotations
 
 import abc
+import fnmatch
 import os
 import re
 import socket
@@ -20,12 +24,21 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from .errors import PrinterError, PrinterNotReady, PrinterOffline, PrinterUnreachable
+from .fonts import LabelFont, parse_listing
 from .simstate import simulated_printer
 from .status import PrinterStatus, parse_host_status, read_host_status
 from .stream import split_stream
 
 DEFAULT_PORT = 9100
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_OBJECT = re.compile(r"^[A-Za-z]:[A-Za-z0-9_*?]{1,8}\.[A-Za-z0-9*?]{1,3}$")
+_MAX_LISTING = 64 * 1024
+
+
+def _pattern(pattern: str) -> str:
+    if not _OBJECT.match(pattern):
+        raise ValueError(f"bad object pattern {pattern!r}: expected d:name.ext, e.g. E:*.TTF")
+    return pattern.upper()
 
 
 def _payload(zpl) -> bytes:
@@ -53,6 +66,10 @@ class Printer(abc.ABC):
     @abc.abstractmethod
     def send(self, zpl: bytes, job_id: str | None = None) -> None:
         """Send one job; raises on any error (nothing is reported as sent unless it was)."""
+
+    @abc.abstractmethod
+    def files(self, pattern: str) -> dict[str, int]:
+        """Objects the printer stores matching ``pattern`` (``E:*.TTF``): ``{path: bytes}``."""
 
     def close(self) -> None:
         """Release the connection, if any; the object stays usable."""
@@ -120,6 +137,35 @@ class TcpPrinter(Printer):
             self._abort()
             raise PrinterOffline(f"{self.uri}: connection lost while sending: {exc}") from exc
 
+    def files(self, pattern: str) -> dict[str, int]:
+        """Ask ``^HW`` on the same connection and read its one STX...ETX listing."""
+        query = b"^XA^HW" + _pattern(pattern).encode("ascii") + b"^XZ"
+        sock = self._connection()
+        deadline = time.monotonic() + self.status_timeout
+        buf = bytearray()
+        try:
+            sock.settimeout(self.status_timeout)
+            sock.sendall(query)
+            while b"\x03" not in buf:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PrinterOffline(f"{self.uri}: no ^HW answer within "
+                                         f"{self.status_timeout:g}s")
+                sock.settimeout(remaining)
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise PrinterOffline(f"{self.uri}: closed the connection during ^HW")
+                buf += chunk
+                if len(buf) > _MAX_LISTING:
+                    raise PrinterOffline(f"{self.uri}: ^HW answer over {_MAX_LISTING} bytes")
+        except PrinterError:
+            self._abort()  # never reuse a connection with a half-read answer on it
+            raise
+        except OSError as exc:  # includes TimeoutError
+            self._abort()
+            raise PrinterOffline(f"{self.uri}: ^HW failed: {exc}") from exc
+        return parse_listing(bytes(buf))
+
     def close(self) -> None:
         """Half-close, wait up to ``close_timeout`` for the printer's EOF, then close."""
         sock, self._sock = self._sock, None
@@ -157,6 +203,18 @@ class FilePrinter(Printer):
         """Always ready once the directory exists and is writable."""
         self._ensure_dir()
         return PrinterStatus(ready=True)
+
+    def files(self, pattern: str) -> dict[str, int]:
+        """Fonts sent here: a job called ``font-NAME`` stands for ``E:NAME.TTF``."""
+        drive, _, spec = _pattern(pattern).partition(":")
+        self._ensure_dir()
+        out = {}
+        for entry in os.scandir(self.directory):
+            if entry.name.startswith("font-") and entry.name.endswith(".zpl"):
+                path = f"E:{entry.name[5:-4].upper()}.TTF"
+                if drive == "E" and fnmatch.fnmatchcase(path[2:], spec):
+                    out[path] = entry.stat().st_size
+        return out
 
     def send(self, zpl: bytes, job_id: str | None = None) -> None:
         """Write ``<job_id>.zpl`` (or a timestamped name) via temp file + rename."""
@@ -201,6 +259,13 @@ class SimPrinter(Printer):
             raise PrinterOffline(f"{self.uri}: no ~HS answer")
         return parse_host_status(answer)
 
+    def files(self, pattern: str) -> dict[str, int]:
+        """The simulator's ``^HW`` answer, parsed as for a TCP printer."""
+        self._reachable()
+        if self.device.is_set("offline"):
+            raise PrinterOffline(f"{self.uri}: no ^HW answer")
+        return parse_listing(self.device.directory(_pattern(pattern)))
+
     def send(self, zpl: bytes, job_id: str | None = None) -> None:
         """Feed the job to the simulator as one connection's worth of bytes."""
         data = _payload(zpl)
@@ -241,3 +306,11 @@ def send_job(printer: Printer, zpl: bytes, job_id: str | None = None) -> Printer
         return status
     finally:
         printer.close()
+
+
+def ensure_font(printer: Printer, font: LabelFont) -> bool:
+    """Store ``font`` on the printer (``~DY``) unless it lists it (``^HW``); True when sent."""
+    if font.path in printer.files(font.path):
+        return False
+    printer.send(font.download_command(), job_id=f"font-{font.name}")
+    return True

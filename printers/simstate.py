@@ -9,19 +9,26 @@ Semantics (chosen to make driver bugs visible, documented here once):
   server never sends while the status is not ready, so a discarded label is a driver bug.
 - ``offline``: connections are accepted but ``~HS`` is never answered and all data is dropped.
 - ``down``: the device is unreachable (the TCP simulator closes its listener).
+- ``~DY`` TrueType downloads are stored by name (``E:NAME.TTF``, counted per name) and used when
+  rendering later labels, as a printer's flash would; ``^HW`` (in a format of its own, which is
+  a query and prints nothing) is answered with a directory listing of the stored files.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .fonts import FontError, directory_listing, parse_download
 from .status import format_host_status
 from .stream import ZplStream
 
+_HOST_QUERY = re.compile(rb"\^HW([^\^~]*)", re.I)
 PRINT_FAULTS = ("paper_out", "head_open", "paused", "ribbon_out")
 FAULTS = PRINT_FAULTS + ("offline", "down")
 
@@ -78,6 +85,8 @@ class SimulatedPrinter:
         self.discarded_count = 0
         self.notes: deque[str] = deque(maxlen=200)
         self.control_commands: deque[str] = deque(maxlen=200)
+        self._files: dict[str, bytes] = {}
+        self.downloads: dict[str, int] = {}  # ~DY downloads received, per stored name
         self._observers: list = []
 
     # -- faults ---------------------------------------------------------------------------
@@ -141,16 +150,42 @@ class SimulatedPrinter:
         for event in stream.feed(data):
             if event.kind == "control":
                 self.control_commands.append(event.name)
-                if event.name == "HS":
+                if event.name == "DY":
+                    self._store_download(event.data, connection)
+                elif event.name == "HS":
                     answer = self.host_status()
                     if answer is not None:
                         answers.append(answer)
             elif event.kind == "label":
-                self._accept(event.data, connection)
+                query = _HOST_QUERY.search(event.data)
+                if query:  # a directory query, not a label: answered whatever the faults
+                    answers.append(self.directory(query.group(1).decode("ascii", "replace")))
+                else:
+                    self._accept(event.data, connection)
             else:
                 self._note(f"connection {connection}: label larger than "
                            f"{stream.max_label_bytes} bytes discarded")
         return answers
+
+    def _store_download(self, command: bytes, connection: int) -> None:
+        try:
+            path, data = parse_download(command)
+        except FontError as exc:  # a printer ignores a download it cannot use
+            self._note(f"connection {connection}: ~DY ignored: {exc}")
+            return
+        with self._lock:
+            self._files[path] = data
+            self.downloads[path] = self.downloads.get(path, 0) + 1
+        self._note(f"connection {connection}: stored {path} ({len(data)} bytes)")
+
+    def files(self) -> dict[str, bytes]:
+        """The downloaded objects by name (``E:NAME.TTF``), as the printer's flash holds them."""
+        with self._lock:
+            return dict(self._files)
+
+    def directory(self, pattern: str) -> bytes:
+        """The ``^HW`` answer for ``pattern`` (``E:*.TTF``, ``E:NAME.TTF``...)."""
+        return directory_listing(self.files(), pattern.strip() or "R:*.*", free=64 * 1024 * 1024)
 
     def end_stream(self, stream: ZplStream, connection: int = 0) -> None:
         """Note a connection that closed in the middle of a label (which is then lost)."""
@@ -192,7 +227,8 @@ class SimulatedPrinter:
     def _render(self, label: SimLabel) -> None:
         try:
             from .zpl import preview_png
-            png, label.adaptations = preview_png(label.zpl, dpi=self.dpi)
+            fonts = {path: data for path, data in self.files().items() if path.endswith(".TTF")}
+            png, label.adaptations = preview_png(label.zpl, dpi=self.dpi, fonts=fonts)
         except Exception as exc:  # noqa: BLE001 - a bad label must not stop the printer
             label.render_error = f"{type(exc).__name__}: {exc}"
             self._note(f"label {label.index}: render failed: {label.render_error}")
@@ -219,7 +255,10 @@ class SimulatedPrinter:
         return {"name": self.name, "label_count": self.label_count,
                 "discarded_count": self.discarded_count, "faults": faults,
                 "ready": not faults, "notes": list(self.notes),
-                "out_dir": self.out_dir, "render": self.render, "dpi": self.dpi}
+                "out_dir": self.out_dir, "render": self.render, "dpi": self.dpi,
+                "files": {path: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                                 "downloads": self.downloads.get(path, 0)}
+                          for path, data in self.files().items()}}
 
     def wait_for_labels(self, count: int, timeout: float = 5.0) -> bool:
         """Block until ``label_count >= count`` or ``timeout`` passes (for tests and benches)."""

@@ -1,12 +1,14 @@
 """A Zebra-like raw TCP printer (port 9100 style) with an HTTP control endpoint, for tests.
 
 ``PrinterSimulator`` accepts ZPL on any number of concurrent connections (each connection has
-its own framer, so labels never interleave), answers ``~HS`` from a ``SimulatedPrinter`` state
+its own framer, so labels never interleave), stores ``~DY`` TrueType fonts and answers ``^HW``
+about them, answers ``~HS`` from a ``SimulatedPrinter`` state
 machine (the same class behind ``sim://``), stores every label as ``NNNNNN.zpl`` (+ ``.png``
 when rendering) and can be switched into faults at run time, in-process (``set_fault``) or from
 another process over HTTP on ``control_port``::
 
-    GET /status          JSON: counts, faults, notes, ports
+    GET /status          JSON: counts, faults, notes, ports, and the stored files (fonts
+                         received with ~DY: bytes, sha256, how many times each was downloaded)
     GET /labels          JSON: one summary per stored label
     POST /fault/<name>   set paper_out | head_open | paused | ribbon_out | offline | down
     DELETE /fault/<name> clear one fault

@@ -7,12 +7,15 @@ simulators see what a real printer would see, including the effect of injected c
 
 Handled: command names are matched case-insensitively; prefix changes with ``^CC``/``~CC`` and
 ``^CT``/``~CT``; the binary payload of ``^GFB``/``^GFC`` (its byte count is skipped, so binary
-graphics never look like commands). Not handled: binary font/object downloads (``~DB``, ``~DY``
-with binary data, ``~DU``) and the STX/ETX substitutes for ``^XA``/``^XZ`` of old firmware.
+graphics never look like commands); the data of a ``~DY`` download (binary, ``:B64:`` or ASCII
+hex), which is handed on whole as the control event's data. Not handled: ``~DB``/``~DU`` font
+downloads and the STX/ETX substitutes for ``^XA``/``^XZ`` of old firmware.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .fonts import download_end
 
 _CARET, _TILDE = 0x5E, 0x7E
 _GF_HEADER_MAX = 64  # "^GFB,12345678,12345678,123," is far shorter
@@ -82,6 +85,12 @@ class ZplStream:
                 self._pos = j  # header or binary payload still arriving
                 return False
             nxt = end
+        elif prefix == ctl and name == b"DY":
+            end = download_end(buf, j + 3)
+            if end is None:
+                self._pos = j  # the download's data is still arriving
+                return False
+            nxt = end
         if prefix == fmt and name == b"XA":
             if self._start is None:
                 self._start = j
@@ -90,7 +99,7 @@ class ZplStream:
                 events.append(ZplEvent("label", "XZ", bytes(buf[self._start:j + 3])))
                 self._start = None
         elif prefix == ctl:
-            events.append(ZplEvent("control", name.decode("latin-1"), bytes(buf[j:j + 3])))
+            events.append(ZplEvent("control", name.decode("latin-1"), bytes(buf[j:nxt])))
         self._pos = nxt
         return True
 
@@ -126,8 +135,9 @@ class ZplStream:
             self._pos -= keep
             if self._start is not None:
                 self._start = 0
-        if self._start is not None and len(self._buf) > self.max_label_bytes:
-            # A real printer would run out of memory; the simulator reports it instead.
+        if len(self._buf) > self.max_label_bytes:
+            # A real printer would run out of memory (an open label, or a download that never
+            # ends); the simulator reports it instead.
             events.append(ZplEvent("overflow", "", b""))
             self._buf.clear()
             self._pos, self._start = 0, None

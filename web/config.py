@@ -73,6 +73,9 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "PRINTER_CONNECT_TIMEOUT": (3.0, float),
     "PRINTER_STATUS_TIMEOUT": (2.0, float),
     "PRINTER_SIM_PORT": (9100, int),
+    # TrueType font of label text (Hangul included), downloaded once to each printer: a path, a
+    # file name in the system font directories, or unset: the bundled NanumSquare (printers/data).
+    "LABEL_FONT": ("", str),
     "FLOWER_BASIC_AUTH": (None, str),
     "WEB_WORKERS": (2, int),
     # Threads per web worker (gunicorn gthread): keeps station connections alive between
@@ -113,6 +116,7 @@ def load_config(environ: Mapping[str, str] | None = None,
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URI") or cfg["REDIS_URL"] or "memory://"
     cfg["SQLALCHEMY_DATABASE_URI"] = cfg["DATABASE_URL"]
     cfg["EMBEDDED"] = cfg["DATABASE_URL"].startswith("sqlite")
+    cfg["LABEL_FONT"] = _label_font(cfg["LABEL_FONT"])
     validate(cfg)
     return cfg
 
@@ -138,6 +142,17 @@ def _local_secret(data_dir: Path) -> str:
         finally:
             os.unlink(tmp)
     return path.read_text().strip()
+
+
+def _label_font(name: str) -> str:
+    """The label font's path; ConfigError naming LABEL_FONT when it is missing or unfit."""
+    from printers.fonts import FontError, find_font
+    try:
+        return find_font(name)
+    except FontError as exc:
+        raise ConfigError(f"LABEL_FONT: {exc}. Set LABEL_FONT to a TrueType .ttf with Hangul "
+                          "(a path, or a file name in the font directories), or leave it unset "
+                          "for the bundled NanumSquare") from None
 
 
 def validate(cfg: Mapping[str, Any]) -> None:

@@ -91,3 +91,24 @@ def test_neurohub_up_runs_the_web_threaded_with_few_malloc_arenas(tmp_path):
     assert web.argv[web.argv.index("-k") + 1] == "gthread"  # keep-alive for station PCs
     assert web.argv[web.argv.index("--threads") + 1] == "6"
     assert web.env["MALLOC_ARENA_MAX"] == "2"
+
+
+def test_label_font_is_bundled_found_by_name_or_refused_naming_the_setting(tmp_path,
+                                                                          monkeypatch):
+    env = {"NEUROHUB_DATA_DIR": str(tmp_path)}
+    bundled = load_config(environ=env)["LABEL_FONT"]
+    assert bundled.endswith("printers/data/NanumSquareR.ttf")  # no system package needed
+    fonts = tmp_path / "share" / "fonts" / "truetype"
+    fonts.mkdir(parents=True)
+    (fonts / "FactoryKR.ttf").write_bytes(open(bundled, "rb").read())
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    assert load_config(environ=env | {"LABEL_FONT": "FactoryKR.ttf"})["LABEL_FONT"] == \
+        str(fonts / "FactoryKR.ttf")  # a file name is looked up in the font directories
+    with pytest.raises(ConfigError, match="LABEL_FONT: no font file Nope.ttf in .*share/fonts"):
+        load_config(environ=env | {"LABEL_FONT": "Nope.ttf"})
+    with pytest.raises(ConfigError, match="LABEL_FONT: no font file .*missing.ttf"):
+        load_config(environ=env | {"LABEL_FONT": str(tmp_path / "missing.ttf")})
+    ttc = tmp_path / "cjk.ttc"
+    ttc.write_bytes(b"ttcf" + b"\0" * 64)
+    with pytest.raises(ConfigError, match="LABEL_FONT: .*collection"):
+        load_config(environ=env | {"LABEL_FONT": str(ttc)})

@@ -35,6 +35,9 @@ class TemplateVariable(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,31}$")]
     max_length: Annotated[StrictInt, Field(ge=1, le=500)]
     required: StrictBool = True
+    # What a longer value does, in previews and printed jobs alike: refused (422 / no job), or
+    # shortened to max_length with "…" (for text people read, never for codes or barcodes).
+    overflow: Literal["refuse", "shorten"] = "refuse"
 
 
 class TemplateIn(Strict):

@@ -1,5 +1,5 @@
 """Labels: templates, previews from the exact ZPL, jobs, reprints, and the station pull API."""
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from printers import PreviewError, preview_png
 
@@ -18,8 +18,9 @@ bp = Blueprint("labels", __name__, url_prefix="/api/v1")
 
 
 def _png(zpl: bytes, dpi: int) -> Response:
+    font = tpl.label_font()
     try:
-        png, adaptations = preview_png(zpl, dpi=dpi)
+        png, adaptations = preview_png(zpl, dpi=dpi, fonts={font.path: font.data})
     except PreviewError as exc:
         raise field_error("template", f"the label cannot be previewed: {exc}") from None
     resp = Response(png, mimetype="image/png")
@@ -42,7 +43,9 @@ def templates():
 def add_template(body: TemplateIn):
     """Add a new version of a label template (old versions stay for their jobs)."""
     try:
-        t = tpl.add_version(body.name, body.body, [v.model_dump() for v in body.variables],
+        variables = [v.model_dump(exclude=set() if v.overflow == "shorten" else {"overflow"})
+                     for v in body.variables]
+        t = tpl.add_version(body.name, body.body, variables,
                             float(body.width_mm), float(body.height_mm), body.description,
                             actor())
     except tpl.TemplateError as exc:
@@ -65,9 +68,25 @@ def preview(body: PreviewIn):
     finally:
         db.session.commit()  # built-in templates may have been created on first use
     resp = _png(zpl, body.dpi)
+    if notes := tpl.shortened(t, body.data):  # the same rule as the jobs the worker makes
+        resp.headers["X-Label-Shortened"] = "; ".join(notes)[:2000]
     resp.headers["X-Template-Version"] = str(t.version)
     resp.headers["X-ZPL-SHA256"] = tpl.sha256(zpl)
     return resp
+
+
+@bp.get("/labels/font")
+@require("operator")
+@spec(responses={200: None}, tags=["labels"])
+def font():
+    """The label font every label names (for station apps to store on their own printer)."""
+    f = tpl.label_font()
+    resp = Response(f.data, mimetype="font/ttf")
+    resp.headers["X-Printer-Path"] = f.path  # ^CW target; printers.LabelFont gives its ~DY
+    resp.headers["X-Font-SHA256"] = f.sha256
+    resp.headers["Cache-Control"] = "private, max-age=86400"
+    resp.set_etag(f.sha256)
+    return resp.make_conditional(request)
 
 
 def _job(job_id: int):

@@ -6,16 +6,26 @@ A template body is ZPL without ``^XA``/``^XZ`` in which ``[[12.5]]`` is a length
 field, and its value is always hex-escaped there (``printers.field_hex``), so ``^`` and ``~`` in
 data can never become printer commands. Versions are immutable: a changed body is a new version,
 and label jobs keep the version they were rendered with.
+
+Text: every label is UTF-8 (``^CI28``) and maps font ``K`` to the label font (``LABEL_FONT``, a
+TrueType font with Hangul that printing downloads to each printer once, printers.fonts); the
+built-in templates print their text in it (``^AK``), so Korean product names print and preview.
+A value longer than its variable's ``max_length`` is refused, or, for a variable declared with
+``"overflow": "shorten"`` (text for people, like the product name), shortened to fit with "…":
+the same rule for previews and for the jobs the worker makes.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from printers import field_hex
+from printers.fonts import FONT_LETTER, LabelFont, load_font
 
 from ..extensions import db
 from ..models import LabelTemplate
@@ -50,33 +60,36 @@ class Profile:
 
 
 _V = lambda name, n, required=True: {"name": name, "max_length": n, "required": required}  # noqa
-_COMMON = [_V("product_code", 32), _V("product_name", 40), _V("lot_no", 32), _V("date", 10)]
+_SHORTEN = {"overflow": "shorten"}
+_COMMON = [_V("product_code", 32), dict(_V("product_name", 40), **_SHORTEN), _V("lot_no", 32),
+           _V("date", 10)]
+ELLIPSIS = "\u2026"
 
 BUILTIN = {
     "unit": dict(width_mm=50, height_mm=30, description="unit label: serial Code 128 + GS1-style "
                  "Data Matrix", variables=_COMMON + [_V("serial", 32)], body="""
-^FO[[2]],[[1.5]]^A0N,[[3]],[[3]]^FH\\^FD{{product_code}} {{product_name}}^FS
+^FO[[2]],[[1.5]]^AKN,[[3]],[[3]]^FH\\^FD{{product_code}} {{product_name}}^FS
 ^FO[[2]],[[5.5]]^BY[[0.25]]^BCN,[[9]],Y,N,N^FH\\^FD{{serial|code128}}^FS
-^FO[[2]],[[21]]^A0N,[[2.6]],[[2.6]]^FH\\^FDLOT {{lot_no}}^FS
-^FO[[2]],[[25]]^A0N,[[2.6]],[[2.6]]^FH\\^FD{{date}}^FS
+^FO[[2]],[[21]]^AKN,[[2.6]],[[2.6]]^FH\\^FDLOT {{lot_no}}^FS
+^FO[[2]],[[25]]^AKN,[[2.6]],[[2.6]]^FH\\^FD{{date}}^FS
 ^FO[[35]],[[15]]^BXN,[[0.5]],200,,,,~^FH\\^FD(21){{serial|datamatrix}}(10){{lot_no|datamatrix}}^FS
 """),
     "lot": dict(width_mm=100, height_mm=60, description="lot traveler: lot Code 128, product, "
-                "quantity, routing", variables=_COMMON + [_V("quantity", 7),
-                                                          _V("routing", 120, False)], body="""
+                "quantity, routing", variables=_COMMON + [
+                    _V("quantity", 7), dict(_V("routing", 120, False), **_SHORTEN)], body="""
 ^FO[[4]],[[3]]^A0N,[[5]],[[5]]^FH\\^FDLOT TRAVELER^FS
 ^FO[[4]],[[10]]^BY[[0.375]]^BCN,[[14]],Y,N,N^FH\\^FD{{lot_no|code128}}^FS
-^FO[[4]],[[32]]^A0N,[[4]],[[4]]^FH\\^FD{{product_code}} {{product_name}}^FS
-^FO[[4]],[[38]]^A0N,[[4]],[[4]]^FH\\^FDQTY {{quantity}}   {{date}}^FS
-^FO[[4]],[[45]]^FB[[92]],3,0,L^A0N,[[3]],[[3]]^FH\\^FD{{routing}}^FS
+^FO[[4]],[[32]]^AKN,[[4]],[[4]]^FH\\^FD{{product_code}} {{product_name}}^FS
+^FO[[4]],[[38]]^AKN,[[4]],[[4]]^FH\\^FDQTY {{quantity}}   {{date}}^FS
+^FO[[4]],[[45]]^FB[[92]],3,0,L^AKN,[[3]],[[3]]^FH\\^FD{{routing}}^FS
 """),
     "box": dict(width_mm=100, height_mm=75, description="packing label: product, lot, quantity, "
                 "QR", variables=_COMMON + [_V("quantity", 7)], body="""
 ^FO[[4]],[[4]]^A0N,[[6]],[[6]]^FH\\^FD{{product_code}}^FS
-^FO[[4]],[[12]]^A0N,[[4]],[[4]]^FH\\^FD{{product_name}}^FS
-^FO[[4]],[[20]]^A0N,[[4]],[[4]]^FH\\^FDLOT {{lot_no}}^FS
-^FO[[4]],[[27]]^A0N,[[4]],[[4]]^FH\\^FDQTY {{quantity}}^FS
-^FO[[4]],[[34]]^A0N,[[4]],[[4]]^FH\\^FD{{date}}^FS
+^FO[[4]],[[12]]^AKN,[[4]],[[4]]^FH\\^FD{{product_name}}^FS
+^FO[[4]],[[20]]^AKN,[[4]],[[4]]^FH\\^FDLOT {{lot_no}}^FS
+^FO[[4]],[[27]]^AKN,[[4]],[[4]]^FH\\^FDQTY {{quantity}}^FS
+^FO[[4]],[[34]]^AKN,[[4]],[[4]]^FH\\^FD{{date}}^FS
 ^FO[[60]],[[25]]^BQN,2,[[0.35]]^FH\\^FDQA,{{lot_no}};{{product_code}};{{quantity}}^FS
 """),
 }
@@ -122,14 +135,34 @@ def validate_data(template: LabelTemplate, data: dict) -> dict[str, str]:
             raise TemplateError(f"{name} must be text or an integer", f"data.{name}")
         value = str(value)
         if len(value) > v["max_length"]:
-            raise TemplateError(f"{name} is {len(value)} characters; the field takes at most "
-                                f"{v['max_length']}", f"data.{name}")
+            if v.get("overflow") != "shorten":
+                raise TemplateError(f"{name} is {len(value)} characters; the field takes at "
+                                    f"most {v['max_length']}", f"data.{name}")
+            value = value[:v["max_length"] - 1] + ELLIPSIS
         out[name] = value
     return out
 
 
+def shortened(template: LabelTemplate, data: dict) -> list[str]:
+    """What ``validate_data`` shortens to fit: ``"name (57 -> 40 characters)"`` per variable."""
+    return [f"{v['name']} ({len(str(data[v['name']]))} -> {v['max_length']} characters)"
+            for v in template.variables
+            if v.get("overflow") == "shorten" and isinstance(data.get(v["name"]), (str, int))
+            and len(str(data[v["name"]])) > v["max_length"]]
+
+
+@functools.lru_cache(maxsize=4)
+def _font(path: str) -> LabelFont:
+    return load_font(path)
+
+
+def label_font() -> LabelFont:
+    """The label font (``LABEL_FONT``, resolved and checked at start-up), read once a process."""
+    return _font(current_app.config["LABEL_FONT"])
+
+
 def render(template: LabelTemplate, data: dict, profile: Profile = Profile(),
-           copies: int = 1) -> bytes:
+           copies: int = 1, font: LabelFont | None = None) -> bytes:
     """The complete ZPL of one label for this printer profile (ASCII bytes)."""
     if profile.dpi not in DPIS:
         raise TemplateError(f"dpi must be one of {DPIS}", "dpi")
@@ -145,7 +178,8 @@ def render(template: LabelTemplate, data: dict, profile: Profile = Profile(),
     body = MM.sub(lambda m: str(max(dots(float(m.group(1)), profile.dpi), 1)), body)
     width = profile.width_dots or dots(template.width_mm, profile.dpi)
     length = profile.length_dots or dots(template.height_mm, profile.dpi)
-    head = f"^XA\n^CI28\n^PW{width}\n^LL{length}\n^LH0,0\n"
+    font = font or label_font()
+    head = f"^XA\n^CI28\n{font.assign_command(FONT_LETTER)}\n^PW{width}\n^LL{length}\n^LH0,0\n"
     if profile.darkness is not None:
         head += f"^MD{profile.darkness}\n"
     tail = f"^PQ{copies},0,1,Y\n" if copies > 1 else ""

@@ -50,7 +50,9 @@ def printer_profile(uri: str) -> tpl.Profile:
 def label_data(template_name: str, lot: Lot, serial: str | None) -> dict:
     """The template variables for a lot (and unit), from the records, never from the client."""
     day = datetime.now().astimezone().strftime("%Y-%m-%d")
-    data = {"product_code": lot.product.code, "product_name": lot.product.name[:40],
+    # Whole values: the template's rule (label_templates.validate_data) fits them, for previews
+    # and jobs alike.
+    data = {"product_code": lot.product.code, "product_name": lot.product.name,
             "lot_no": lot.lot_no, "date": day}
     if template_name == "unit":
         data["serial"] = serial
@@ -73,6 +75,7 @@ class JobBatch:
         self.actor = actor
         self.jobs: list[tuple[dict, object]] = []
         self._templates: dict[tuple, object] = {}
+        self.font = tpl.label_font()
 
     def add(self, template_name: str, data: dict, printer_uri: str, *, lot_id=None,
             station_id=None, completion_id=None, unit_serial=None, copies: int = 1,
@@ -85,7 +88,8 @@ class JobBatch:
             template = self._templates[key] = tpl.get_template(template_name, version)
         declared = {v["name"] for v in template.variables}
         data = {k: v for k, v in data.items() if k in declared}  # a template may use fewer
-        zpl = tpl.render(template, data, profile or printer_profile(printer_uri), copies)
+        zpl = tpl.render(template, data, profile or printer_profile(printer_uri), copies,
+                         font=self.font)
         row = {"template_name": template.name, "template_version": template.version,
                "data": data, "zpl": zpl.decode("ascii"), "zpl_sha256": tpl.sha256(zpl),
                "printer_uri": printer_uri, "station_id": station_id, "lot_id": lot_id,
@@ -124,7 +128,9 @@ class JobBatch:
                    else "label.reprint", "label_job", row["id"], lot_id=row["lot_id"], after={
                        "template": f"{template.name}:{template.version}",
                        "printer": row["printer_uri"], "sha256": row["zpl_sha256"],
-                       "serial": row["unit_serial"], "reason": row["reprint_reason"]})
+                       "serial": row["unit_serial"], "reason": row["reprint_reason"],
+                       **({"shortened": notes} if (notes := tpl.shortened(template, row["data"]))
+                          else {})})
         self.jobs = []
         return ids
 
@@ -189,9 +195,13 @@ def jobs_for_completion(c: Completion, lot: Lot, station: Station, step, good: i
     own = batch is None
     batch = batch or JobBatch()
     for serial in serials:
-        batch.add(name, label_data(name, lot, serial), printer_key(station), lot_id=lot.id,
-                  station_id=station.id, completion_id=c.id, unit_serial=serial,
-                  profile=profile)
+        try:
+            batch.add(name, label_data(name, lot, serial), printer_key(station), lot_id=lot.id,
+                      station_id=station.id, completion_id=c.id, unit_serial=serial,
+                      profile=profile)
+        except tpl.TemplateError as exc:  # what a preview refuses (422) is never printed either
+            record(WORKER, "label.skipped", "completion", c.id, lot_id=lot.id,
+                   after={"reason": f"{exc.field}: {exc}", "serial": serial})
     if own:
         batch.queue()
 

@@ -8,11 +8,12 @@ from typing import Callable
 from flask import current_app
 from sqlalchemy import select, update
 
-from printers import Printer, PrinterError, printer_for_uri
+from printers import Printer, PrinterError, ensure_font, printer_for_uri
 
 from ..extensions import db
 from ..models import LabelJob, Printer as PrinterRow, utcnow
 from .audit import WORKER, record, record_many
+from .label_templates import label_font
 from .labels import TERMINAL, dedup_key, reschedule
 from .locks import named_lock
 from .outbox import done
@@ -39,6 +40,26 @@ def _run(stmt):
 def _note_status(uri: str, status: str, reasons: list[str]) -> None:
     _run(update(_PRINTERS).where(_PRINTERS.c.uri == uri).values(
         status=status, status_reasons=reasons, checked_at=utcnow()))
+
+
+# tcp:// URI -> the label font path this process saw on it (or sent to it). A printer keeps
+# its E: flash across power cycles, so it is asked (^HW) once per process, and again after any
+# error talking to it (it may have been swapped for one without the font).
+_FONT_ON: dict[str, str] = {}
+
+
+def ensure_label_font(printer: Printer, uri: str) -> bool:
+    """Download the label font to the printer unless it has it; True when it was sent now."""
+    font = label_font()
+    if _FONT_ON.get(uri) == font.path:
+        return False
+    sent = ensure_font(printer, font)  # ~1 MB once, not per label: every label names it (^CW)
+    if sent:
+        log.info("label font %s (%s, %d bytes) sent to %s", font.path, font.source,
+                 len(font.data), uri)
+    if uri.startswith("tcp://"):  # asking a file or in-process printer costs nothing
+        _FONT_ON[uri] = font.path
+    return sent
 
 
 def _backoff(attempts: int) -> float:
@@ -111,7 +132,10 @@ def _deliver(uri: str, job_id: int, open_printer) -> str:
     try:
         try:
             status = printer.status()
-        except PrinterError as exc:  # unreachable, or no/short answer to ~HS: a fault
+            if status.ready:
+                ensure_label_font(printer, uri)
+        except PrinterError as exc:  # unreachable, no/short answer to ~HS or ^HW: a fault
+            _FONT_ON.pop(uri, None)
             _note_status(uri, "offline", [type(exc).__name__])
             reason = f"{type(exc).__name__}: {exc}"[:200]
             _set([j.id for j in jobs], attempts=_JOBS.c.attempts + 1, printer_reason=reason)
@@ -190,6 +214,7 @@ def _send_batch(printer: Printer, uri: str, jobs: list) -> bool:
         printer.send(b"".join(j.zpl.encode("ascii") for j in jobs), job_id=f"job-{ids[0]}")
         status = printer.status()
     except PrinterError as exc:
+        _FONT_ON.pop(uri, None)
         error = (f"{type(exc).__name__} during or after sending: {exc}. Not re-sent "
                  "automatically; reprint if no label came out")[:2000]
         _set(ids, error=error)

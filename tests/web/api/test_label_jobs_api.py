@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from printers import PrinterSimulator
+from web.services.label_templates import label_font
 
 from .api_helpers import assert_problem
 from .test_labels_api import (NEW_UNIT, PNG_MAGIC, TEMPLATES, barcodes, label_counts,
@@ -226,8 +227,74 @@ def test_product_name_cannot_inject_printer_commands(app, client, auth, sim):
     assert b"^XZ^XA" not in label.zpl and b"~JR" not in label.zpl and b"PWN^FS" not in label.zpl
     assert b"X\\5EXZ\\5EXA\\5EFO0,0\\5EFDPWN\\5EFS\\7EJR" in label.zpl
     assert "JR" not in sim.state.control_commands  # ~HS only: the printer was not reset
-    assert set(sim.state.control_commands) == {"HS"}
+    # ...and the label font's ~DY, sent by the server before the first label, once.
+    assert set(sim.state.control_commands) == {"HS", "DY"}
+    assert list(sim.state.control_commands).count("DY") == 1
+    with app.app_context():
+        assert sim.state.downloads == {label_font().path: 1}
     assert client.get(f"{JOBS}/{only['id']}/preview.png", headers=op).status_code == 200
+
+
+def test_long_korean_product_name_follows_the_preview_rule_in_a_job(app, client, auth, sim):
+    admin, op = auth("admin"), auth("operator")
+    name = "신경 자극기 " * 7 + "모델"  # 51 characters; the unit label's field takes 40
+    assert client.post("/api/v1/products", headers=admin, json={
+        "code": "KR-1", "name": name, "routing": [ROUTING[0]]}).status_code == 201
+    uri = f"tcp://127.0.0.1:{sim.port}"
+    assert client.post("/api/v1/stations", headers=admin, json={
+        "code": "ST-KR", "name": "Korean", "steps": ["MARK"], "printer_uri": uri}).status_code \
+        == 201
+    lot = client.post("/api/v1/lots", headers=auth("supervisor"), json={
+        "product": "KR-1", "quantity": 1, "serials": _serials(1)}).get_json()["lot_no"]
+    complete(app, client, op, lot, "MARK", "ST-KR")
+    (only,) = jobs(client, op, lot_no=lot)["items"]
+    assert only["data"]["product_name"] == name  # the record keeps the whole name
+    preview = client.post("/api/v1/labels/preview", headers=op, json={
+        "template": "unit", "data": only["data"]})
+    assert preview.status_code == 200, preview.get_data(as_text=True)  # not 422
+    assert preview.headers["X-Label-Shortened"] == "product_name (51 -> 40 characters)"
+    assert preview.headers["X-ZPL-SHA256"] == only["zpl_sha256"]  # the very label printed
+    assert print_jobs(app, [only["id"]]) == ["printed"]
+    (label,) = sim.labels()
+    assert hashlib.sha256(label.zpl).hexdigest() == only["zpl_sha256"]
+    with app.app_context():
+        from web.extensions import db
+        from web.models import AuditEvent
+        queued = db.session.query(AuditEvent).filter_by(action="label.queued",
+                                                        entity_id=str(only["id"])).one()
+        assert queued.after["shortened"] == ["product_name (51 -> 40 characters)"]
+        db.session.rollback()
+
+
+def test_a_name_the_template_refuses_is_not_printed_cut_but_skipped_and_said(app, client, auth,
+                                                                             sim):
+    admin, op = auth("admin"), auth("operator")
+    strict = NEW_UNIT | {"variables": [{"name": "product_name", "max_length": 40},
+                                       {"name": "serial", "max_length": 20}],
+                         "body": NEW_UNIT["body"] + "\n^FO[[2]],[[18]]^AKN,[[3]],[[3]]"
+                                                    "^FH\\^FD{{product_name}}^FS"}
+    assert client.post(TEMPLATES, headers=admin, json=strict).status_code == 201
+    name = "신경 자극기 " * 7 + "모델"  # 51 characters; this version takes 40 and no more
+    assert client.post("/api/v1/products", headers=admin, json={
+        "code": "KR-2", "name": name, "routing": [ROUTING[0]]}).status_code == 201
+    assert client.post("/api/v1/stations", headers=admin, json={
+        "code": "ST-KR2", "name": "Korean", "steps": ["MARK"],
+        "printer_uri": f"tcp://127.0.0.1:{sim.port}"}).status_code == 201
+    lot = client.post("/api/v1/lots", headers=auth("supervisor"), json={
+        "product": "KR-2", "quantity": 1, "serials": _serials(1)}).get_json()["lot_no"]
+    preview = client.post("/api/v1/labels/preview", headers=op, json={
+        "template": "unit", "data": {"product_name": name, "serial": "SN-1"}})
+    assert_problem(preview, 422, "data.product_name")
+    cid = complete(app, client, op, lot, "MARK", "ST-KR2")  # the completion still counts
+    assert jobs(client, op, lot_no=lot)["items"] == []  # no label with a cut name
+    with app.app_context():
+        from web.extensions import db
+        from web.models import AuditEvent
+        skipped = db.session.query(AuditEvent).filter_by(action="label.skipped",
+                                                         entity_id=str(cid)).one()
+        assert skipped.after["reason"] == ("data.product_name: product_name is 51 characters; "
+                                           "the field takes at most 40")
+        db.session.rollback()
 
 
 # --- reprint ----------------------------------------------------------------------------------

@@ -12,8 +12,14 @@ DATA = {"product_code": "NH-100", "product_name": "NeuroHub sensor", "lot_no": "
         "date": "2026-11-26"}
 
 
+def fonts() -> dict[str, bytes]:
+    """The label font, as the printer holds it (every label names it)."""
+    font = tpl.label_font()
+    return {font.path: font.data}
+
+
 def decode(zpl: bytes, dpi: int = 203) -> dict[str, str]:
-    png, _ = preview_png(zpl, dpi=dpi)
+    png, _ = preview_png(zpl, dpi=dpi, fonts=fonts())
     found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     return {b.format.name: b.text for b in found}
 
@@ -50,7 +56,7 @@ def test_data_cannot_inject_printer_commands(templates):
     zpl = tpl.render(templates["box"], dict(DATA, product_name=evil, quantity=1))
     assert len(split_labels(zpl)) == 1  # one label, however the data looks
     assert b"PWN^FS" not in zpl and b"~JR" not in zpl
-    png, _ = preview_png(zpl)
+    png, _ = preview_png(zpl, fonts=fonts())
     assert png.startswith(b"\x89PNG")
     # In a barcode the same data decodes back literally.
     unit = tpl.render(templates["unit"], dict(DATA, serial="A^XZ~JR>1"))

@@ -281,6 +281,8 @@ def test_a_delivery_past_its_time_hands_the_rest_to_a_new_message(app, db, sim, 
 
         def send_and_queue_more(zpl, job_id=None):  # a job arrives while this one is sent
             send(zpl, job_id=job_id)
+            if job_id.startswith("font-"):  # the label font goes first, once per printer
+                return
             t = threading.Thread(target=queue_one_more)
             t.start()
             t.join()
@@ -295,3 +297,39 @@ def test_a_delivery_past_its_time_hands_the_rest_to_a_new_message(app, db, sim, 
             OutboxMessage.dedup_key == labels.dedup_key(late)))
         assert msg.dispatched_at is None and msg.available_at <= utcnow()  # due: relay sends it
     assert sim.label_count == 1
+
+
+def test_label_font_goes_to_each_printer_once_and_every_label_names_it(app, db, sim, make_jobs):
+    first = make_jobs(2)
+    with app.app_context():
+        font = printing.label_font()
+        assert printing.print_job(first[-1]) == "printed"
+        second = make_jobs(1)
+        assert printing.print_job(second[0]) == "printed"  # a later delivery: no new download
+        printing._FONT_ON.clear()  # a new worker process asks the printer (^HW) instead
+        third = make_jobs(1)
+        assert printing.print_job(third[0]) == "printed"
+    assert sim.state.downloads == {font.path: 1}
+    assert list(sim.state.control_commands).count("DY") == 1
+    assert sim.state.files() == {font.path: font.data}
+    labels_printed = sim.labels()
+    assert len(labels_printed) == 4
+    assert all(f"^CI28\n^CWK,{font.path}\n".encode() in label.zpl for label in labels_printed)
+
+
+def test_a_printer_swapped_after_an_error_gets_the_font_again(app, db, sim, make_jobs):
+    (first,) = make_jobs(1)
+    with app.app_context():
+        font = printing.label_font()
+        assert printing.print_job(first) == "printed"
+        port = sim.port
+        sim.stop()  # unplugged...
+        (second,) = make_jobs(1)
+        assert printing.print_job(second) == "queued"  # unreachable: retried later
+        swapped = PrinterSimulator(port=port, render=False).start()  # ...a new one, no font
+        try:
+            assert printing.print_job(second) == "printed"
+        finally:
+            swapped.stop()
+    assert sim.state.downloads == swapped.state.downloads == {font.path: 1}
+    assert swapped.label_count == 1
