@@ -55,6 +55,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(cfg)
     app.config["MAX_CONTENT_LENGTH"] = cfg["MAX_CONTENT_LENGTH"]
     app.json.sort_keys = False
+    if cfg["TRUSTED_PROXY_HOPS"] > 0:
+        # The client address (login rate limit, logs) from X-Forwarded-For, only as many hops
+        # deep as there are proxies we run: further left, anyone could have written it.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = cfg["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     if cfg["EMBEDDED"]:
         Path(cfg["NEUROHUB_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _sqlite_engine_options(cfg["DATABASE_URL"])

@@ -46,11 +46,11 @@ def test_typed_values_from_the_environment(tmp_path):
     cfg = load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path), "USE_S3": "true",
                                "ACCESS_TOKEN_EXPIRE_MINUTES": "5", "API_PORT": "9000"})
     assert (cfg["USE_S3"], cfg["ACCESS_TOKEN_EXPIRE_MINUTES"], cfg["API_PORT"]) == (True, 5, 9000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="API_PORT='eighty' must be a whole number"):
         load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path), "API_PORT": "eighty"})
 
 
-GOOD_PROD = {"NEUROHUB_ENV": "production", "SECRET_KEY": "x" * 40,
+GOOD_PROD = {"NEUROHUB_ENV": "production", "SECRET_KEY": "kq3V9-xTz_LmR8pW2cYbN4uHf7JdG0sA5eQ1oKiZ",
              "DATABASE_URL": "postgresql+psycopg://mes@db/mes", "REDIS_URL": "redis://r/0",
              "FLOWER_BASIC_AUTH": "ops:secret"}
 
