@@ -29,6 +29,9 @@ MIN_SECRET_LENGTH = 32
 MIN_SECRET_DISTINCT = 8
 MIN_SECRET_BITS = 80
 S3_EXTRA = "pip install 'neurohub-mes[s3]'"
+# Exit status of a process refused by its configuration: gunicorn's "app failed to load" (its
+# master then stops rather than re-forking workers); any other caller just sees non-zero.
+CONFIG_EXIT_STATUS = 4
 
 
 class ConfigError(SystemExit):
@@ -51,7 +54,7 @@ def _bool(value: Any) -> bool:
         return True
     if text in {"0", "false", "no", "off"}:
         return False
-    raise ValueError("must be true or false")
+    raise ValueError("true or false")
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,7 @@ def secret_problem(key: str | None) -> str | None:
     """Why ``key`` is too weak to sign production tokens, or None when it is strong enough."""
     key = (key or "").strip()
     counts = Counter(key)
-    bits = -sum(n * math.log2(n / len(key)) for n in counts.values()) if key else 0.0
+    bits = sum(n * math.log2(len(key) / n) for n in counts.values())
     if len(key) < MIN_SECRET_LENGTH or len(counts) < MIN_SECRET_DISTINCT or bits < MIN_SECRET_BITS:
         return (f"SECRET_KEY must be random: at least {MIN_SECRET_LENGTH} characters, "
                 f"{MIN_SECRET_DISTINCT} different ones and {MIN_SECRET_BITS} bits of entropy "
