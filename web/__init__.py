@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import uuid
 from pathlib import Path
 
 from flask import Flask, g, request
 from flask.sessions import SessionInterface
 
-from .config import CONFIG_EXIT_STATUS, ConfigError, load_config
+from .config import ConfigError, load_config
 
 __all__ = ["create_app"]
 
@@ -55,11 +54,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     try:
         cfg = load_config(overrides=test_config)
     except ConfigError as exc:
-        # Every process starts here (gunicorn's factory, `celery -A workers.main`, `neurohub`):
-        # one line, no traceback, and a status gunicorn's master reads as "app failed to load",
-        # so it stops instead of forking workers that fail forever.
-        print(exc.code, file=sys.stderr, flush=True)
-        raise SystemExit(CONFIG_EXIT_STATUS) from None
+        # Every process starts here: one line, no traceback, and a status gunicorn's master
+        # reads as "app failed to load", so it stops instead of re-forking failing workers.
+        from .startup import refuse
+        refuse(exc)
     app.config.update(cfg)
     app.config["MAX_CONTENT_LENGTH"] = cfg["MAX_CONTENT_LENGTH"]
     app.json.sort_keys = False
