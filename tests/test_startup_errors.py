@@ -44,7 +44,8 @@ CASES = [(process, "weak secret") for process in PROCESSES] + [
 def test_a_configuration_error_is_one_line_and_a_non_zero_exit(tmp_path, process, error):
     settings, message = ERRORS[error]
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "LANG": "C.UTF-8", "NEUROHUB_DATA_DIR": str(tmp_path / "var"), **settings}
+           "LANG": "C.UTF-8", "NEUROHUB_DATA_DIR": str(tmp_path / "var"),
+           "TMPDIR": str(tmp_path), **settings}  # gunicorn workers' marker file stays here
     done = subprocess.run(PROCESSES[process], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)  # gunicorn must stop, not re-fork forever
     output = done.stdout + done.stderr
