@@ -1,7 +1,7 @@
 """Periodic tasks: entry -> task name + interval or crontab, each ``expires`` before its next run.
 
 Every entry can be overridden from the environment through its variable (``BACKUP_CRON`` ...):
-five crontab fields (``0 2 * * *``), ``@hourly`` / ``@daily`` / ``@weekly`` / ``@monthly``,
+five crontab fields (``0 2 * * *``, on the plant's clock: PLANT_TIMEZONE, Celery's ``timezone``), ``@hourly`` / ``@daily`` / ``@weekly`` / ``@monthly``,
 ``@every 10s`` (or ``90``, ``5m``, ``1h``: a fixed interval), or ``off`` to disable the entry.
 
 Beat stamps every message with its *slot*: the scheduled time the run belongs to (an interval's
@@ -15,8 +15,9 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Mapping
+from zoneinfo import ZoneInfo
 
 from celery.beat import BeatLazyFunc
 from celery.schedules import crontab
@@ -93,11 +94,18 @@ def _matches(c: crontab, t: datetime) -> bool:
             and t.month in c.month_of_year and t.isoweekday() % 7 in c.day_of_week)
 
 
-def cron_slot(c: crontab, at: datetime, horizon_days: int = 366) -> datetime:
-    """The latest time matching the crontab at or before ``at`` (UTC, whole minutes)."""
+def _zone(tz: tzinfo | str | None) -> tzinfo:
+    return ZoneInfo(tz) if isinstance(tz, str) else (tz or timezone.utc)
+
+
+def cron_slot(c: crontab, at: datetime, horizon_days: int = 366,
+              tz: tzinfo | str | None = None) -> datetime:
+    """The latest time matching the crontab on ``tz``'s clock at or before ``at`` (in UTC)."""
+    zone = _zone(tz)
     t = at.astimezone(timezone.utc).replace(second=0, microsecond=0)
     for _ in range(horizon_days * 1440):
-        if _matches(c, t):
+        # Stepping in UTC and reading the wall clock each minute stays right across DST.
+        if _matches(c, t.astimezone(zone)):
             return t
         t -= timedelta(minutes=1)
     raise ScheduleError(f"crontab {c} has no time in the last {horizon_days} days")
@@ -119,19 +127,20 @@ def period_of(when: float | crontab) -> float:
     return gap or 366 * 86400.0
 
 
-def slot_of(when: float | crontab, at: datetime | None = None) -> datetime:
-    """The scheduled slot a run at ``at`` belongs to (interval start or crontab time)."""
+def slot_of(when: float | crontab, at: datetime | None = None,
+            tz: tzinfo | str | None = None) -> datetime:
+    """The scheduled slot a run at ``at`` belongs to (interval start or crontab time, in UTC)."""
     at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     if isinstance(when, crontab):
-        return cron_slot(when, at)
+        return cron_slot(when, at, tz=tz)
     period = float(when)
     start = (at.timestamp() // period) * period
     return datetime.fromtimestamp(start, tz=timezone.utc)
 
 
-def current_slot(when: float | crontab) -> str:
+def current_slot(when: float | crontab, tz: str | None = None) -> str:
     """The slot of a run sent now, as an ISO string (evaluated by beat at every send)."""
-    return slot_of(when).isoformat()
+    return slot_of(when, tz=tz).isoformat()
 
 
 def beat_identity() -> str:
@@ -155,8 +164,12 @@ def expires_for(when: float | crontab) -> float:
     return period * 0.8
 
 
-def build_schedule(environ: Mapping[str, str] | None = None) -> dict:
-    """Celery's ``beat_schedule`` built from SCHEDULE and the environment overrides."""
+def build_schedule(environ: Mapping[str, str] | None = None, tz: str | None = None) -> dict:
+    """Celery's ``beat_schedule`` from SCHEDULE and the overrides; crontabs on ``tz``'s clock.
+
+    ``tz`` must be the Celery app's ``timezone`` (which makes beat fire the crontabs on that
+    clock); the slots are computed on the same clock.
+    """
     out = {}
     for name, entry in SCHEDULE.items():
         when = resolve(name, environ)
@@ -168,7 +181,7 @@ def build_schedule(environ: Mapping[str, str] | None = None) -> dict:
             options["queue"] = entry.queue
         kwargs: dict = {}
         if entry.slot:
-            kwargs["slot"] = BeatLazyFunc(current_slot, when)
+            kwargs["slot"] = BeatLazyFunc(current_slot, when, tz)
         if entry.task == "beat.heartbeat":
             kwargs["beat_id"] = BeatLazyFunc(beat_identity)
         out[name] = {"task": entry.task, "schedule": schedule, "args": entry.args,

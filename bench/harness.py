@@ -342,7 +342,8 @@ class Bench:
                if k not in ("CELERY_BROKER_URL", "RATELIMIT_STORAGE_URI")}
         env.update(DATABASE_URL=self.db_url(dbname), REDIS_URL=f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
                    SECRET_KEY=SECRET, LOG_LEVEL="WARNING", ACCESS_TOKEN_EXPIRE_MINUTES="600",
-                   LOGIN_RATE_LIMIT="1000 per minute", NEUROHUB_ENV="development",
+                   LOGIN_RATE_LIMIT="1000 per minute", LOGIN_IP_RATE_LIMIT="1000 per minute",
+                   NEUROHUB_ENV="development",
                    NEUROHUB_DATA_DIR=str(self.tmp / "data"), PYTHONUNBUFFERED="1",
                    # the product source measured: the working tree (as tests/support/procs.py
                    # does) or a `git archive` snapshot (--source REV); either shadows the

@@ -56,7 +56,7 @@ def spawn_server(workdir: str) -> tuple[subprocess.Popen, str, str, str]:
     port = _free_port()
     env = dict(os.environ, NEUROHUB_DATA_DIR=workdir, API_PORT=str(port),
                PRINTER_SIM_PORT=str(_free_port()), LOG_LEVEL="WARNING",
-               LOGIN_RATE_LIMIT="1000 per minute")
+               LOGIN_RATE_LIMIT="1000 per minute", LOGIN_IP_RATE_LIMIT="1000 per minute")
     cli = [shutil.which("neurohub") or sys.executable, *([] if shutil.which("neurohub")
                                                          else ["-m", "web.cli"])]
     subprocess.run(cli + ["db", "upgrade"], env=env, check=True, capture_output=True)

@@ -32,6 +32,7 @@ MIN_PART_SIZE = 5 * MIB
 # SigV4 presigned URLs are valid for at most 7 days.
 MAX_URL_EXPIRY = 7 * 24 * 3600
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+S3_EXTRA = "pip install 'neurohub-mes[s3]'"  # boto3 is optional: only S3 installs need it
 
 
 def _error_code(exc: BaseException) -> str:
@@ -117,7 +118,11 @@ class S3Storage(StorageAdapter):
 
     def _make_client(self, region: Optional[str]) -> Any:
         """Build a boto3 S3 client honouring region and endpoint_url."""
-        import boto3
+        try:
+            import boto3
+        except ImportError:
+            raise ModuleNotFoundError(f"S3 storage needs the s3 extra: {S3_EXTRA}",
+                                      name="boto3") from None
         from botocore.config import Config
 
         s3_options = {"addressing_style": "path"} if self.endpoint_url else {}

@@ -63,6 +63,7 @@ TEST_CONFIG = {
     "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
     "OUTBOX_REDISPATCH_SECONDS": 2.0,
     "LOGIN_RATE_LIMIT": "1000 per minute",
+    "LOGIN_IP_RATE_LIMIT": "1000 per minute",
     "PRINTER_STATUS_TIMEOUT": 1.5,  # short for the offline tests, long enough under load
 }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask, g, request
 from flask.sessions import SessionInterface
 
-from .config import load_config
+from .config import ConfigError, load_config
 
 __all__ = ["create_app"]
 
@@ -51,10 +51,22 @@ class _NoSessions(SessionInterface):
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the Flask app: config, extensions, Celery, blueprints, error handlers, CLI."""
     app = Flask(__name__)
-    cfg = load_config(overrides=test_config)
+    try:
+        cfg = load_config(overrides=test_config)
+    except ConfigError as exc:
+        # Every process starts here: one line, no traceback, and a status gunicorn's master
+        # reads as "app failed to load", so it stops instead of re-forking failing workers.
+        from .startup import refuse
+        refuse(exc)
     app.config.update(cfg)
     app.config["MAX_CONTENT_LENGTH"] = cfg["MAX_CONTENT_LENGTH"]
     app.json.sort_keys = False
+    if cfg["TRUSTED_PROXY_HOPS"] > 0:
+        # The client address (login rate limit, logs) from X-Forwarded-For, only as many hops
+        # deep as there are proxies we run: further left, anyone could have written it.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = cfg["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     if cfg["EMBEDDED"]:
         Path(cfg["NEUROHUB_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _sqlite_engine_options(cfg["DATABASE_URL"])

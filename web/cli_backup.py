@@ -90,6 +90,7 @@ def backup_now_cmd():
 def backup_list_cmd(limit, from_storage):
     """List backups, newest first."""
     from .services import backups
+    from .services.plant_time import shown
     if from_storage:
         store = backups.backup_storage()
         keys = sorted((o for o in store.list("db/") if o.key.endswith((".dump", ".sqlite3"))),
@@ -107,12 +108,12 @@ def backup_list_cmd(limit, from_storage):
     if not rows:
         click.echo("no backups")
         return
-    click.echo(f"{'id':>5}  {'kind':9}  {'state':7}  {'finished (UTC)':19}  {'size':>10}  "
+    click.echo(f"{'id':>5}  {'kind':9}  {'state':7}  {'finished':25}  {'size':>10}  "
                f"{'verified':8}  {'drill':6}  key")
     for b in rows:
-        finished = b.finished_at.strftime("%Y-%m-%d %H:%M:%S") if b.finished_at else "-"
+        finished = shown(b.finished_at) or "-"  # the plant's clock, with its offset
         state = "expired" if b.expired_at else b.state
-        click.echo(f"{b.id:>5}  {b.kind:9}  {state:7}  {finished:19}  {_human(b.size):>10}  "
+        click.echo(f"{b.id:>5}  {b.kind:9}  {state:7}  {finished:25}  {_human(b.size):>10}  "
                    f"{'yes' if b.verified_at else 'no':8}  {b.drill_result or '-':6}  "
                    f"{b.storage_key or b.error or ''}")
 

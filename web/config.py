@@ -3,91 +3,168 @@
 With no environment at all the product runs on one PC: SQLite, kombu's SQLAlchemy transport on a
 SQLite file (a server-less Celery broker) and local storage, all under ``NEUROHUB_DATA_DIR``.
 ``DATABASE_URL`` / ``REDIS_URL`` switch to PostgreSQL / Redis with no code change.
+
+``SETTINGS`` is the one list of every variable the server reads: its default, its type and what
+it means. ``deploy/.env.reference.example`` is generated from it (``python -m web.config``) and a
+test checks that the code reads exactly these variables. Adding a setting is one line there.
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
+import shlex
 import tempfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 SECRET_FILE = "secret_key"  # generated under the data dir when SECRET_KEY is not set
+# A production SECRET_KEY must have at least this many characters, this many different ones,
+# and this many bits by a Shannon estimate (length x entropy of its own character frequencies):
+# `secrets.token_urlsafe(48)` gives ~350 bits, `token_hex(16)` >= 96; 40 spaces or "ab" * 20
+# give 0 and 40.
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 8
+MIN_SECRET_BITS = 80
+S3_EXTRA = "pip install 'neurohub-mes[s3]'"
+# Exit status of a process refused by its configuration: gunicorn's "app failed to load" (its
+# master then stops rather than re-forking workers); any other caller just sees non-zero.
+CONFIG_EXIT_STATUS = 4
 
 
-class ConfigError(RuntimeError):
-    """The configuration cannot be used; the message says what to change."""
+class ConfigError(SystemExit):
+    """The configuration cannot be used; the message says what to change.
+
+    A SystemExit, so every process (gunicorn's worker, celery, the ``neurohub`` command) that
+    meets it prints this one line and exits with status 1 instead of a traceback.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(f"configuration error: {message}")
 
 
 def _bool(value: Any) -> bool:
-    """Read a boolean the way operators write it in .env files."""
+    """Read a boolean the way operators write it in .env files; a typo is an error."""
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("true or false")
 
 
-# name -> (default, converter); a default of None means "derived below" or "unset".
-_ENV: dict[str, tuple[Any, Any]] = {
-    "NEUROHUB_ENV": ("development", str),
-    "NEUROHUB_DATA_DIR": ("./var", str),
-    "DATABASE_URL": (None, str),
-    "REDIS_URL": (None, str),
-    "CELERY_BROKER_URL": (None, str),
-    "SECRET_KEY": (None, str),
-    "ACCESS_TOKEN_EXPIRE_MINUTES": (30, int),
-    "API_HOST": ("127.0.0.1", str),
-    "API_PORT": (8000, int),
-    "USE_S3": (False, _bool),
-    "S3_BUCKET": (None, str),
-    "AWS_REGION": (None, str),
-    "AWS_ENDPOINT_URL": (None, str),
-    "FIRMWARE_DIR": (None, str),
-    "BACKUP_DIR": (None, str),
-    "BACKUP_RETENTION_DAYS": (30, int),
-    # Backups and housekeeping (beat/schedule.py reads the *_CRON overrides; cron times are UTC).
-    "BACKUP_CRON": (None, str),
-    "LIFECYCLE_CRON": (None, str),
-    "RESTORE_DRILL_CRON": (None, str),
-    "BACKUP_KEEP_MIN": (3, int),
-    "NONCURRENT_VERSION_DAYS": (30, int),
-    "BACKUP_STALE_HOURS": (26.0, float),
-    "BACKUP_TMP_DIR": (None, str),
-    "RESTORE_DRILL_URL": (None, str),
-    "STATION_OFFLINE_MINUTES": (5, int),
-    "CANARY_STALE_SECONDS": (180.0, float),
-    # Largest firmware image accepted by POST /api/v1/firmware (bytes of the file part).
-    "MAX_FIRMWARE_BYTES": (64 * 1024 * 1024, int),
-    # Lifetime of the presigned S3 URL a firmware download redirects to (seconds).
-    "FIRMWARE_URL_EXPIRES": (300, int),
-    "LOT_TIMEZONE": (None, str),
-    "LOGIN_RATE_LIMIT": ("10 per minute", str),
-    "MAX_CONTENT_LENGTH": (1024 * 1024, int),
-    "OUTBOX_REDISPATCH_SECONDS": (30, float),
-    # Between relay passes: what arrives meanwhile goes out together, one task per lot.
-    "OUTBOX_RELAY_INTERVAL": (0.1, float),
-    # Messages allowed to wait in a broker queue; the rest wait (and coalesce) in the outbox.
-    "RELAY_QUEUE_WINDOW": (64, int),
-    "DB_POOL_SIZE": (10, int),
-    "LABEL_MAX_ATTEMPTS": (5, int),
-    "PRINTER_CONNECT_TIMEOUT": (3.0, float),
-    "PRINTER_STATUS_TIMEOUT": (2.0, float),
-    "PRINTER_SIM_PORT": (9100, int),
-    # TrueType font of label text (Hangul included), downloaded once to each printer: a path, a
-    # file name in the system font directories, or unset: the bundled NanumSquare (printers/data).
-    "LABEL_FONT": ("", str),
-    "FLOWER_BASIC_AUTH": (None, str),
-    "WEB_WORKERS": (2, int),
-    # Threads per web worker (gunicorn gthread): keeps station connections alive between
-    # requests instead of a TCP handshake per completion, and overlaps database round trips.
-    "WEB_THREADS": (4, int),
-    "WORKER_CONCURRENCY": (2, int),
-    # CPU niceness of the Celery workers, beat and the outbox relay (0 = the web's): on a shared
-    # machine an operator's request gets a core before background work does.
-    "BACKGROUND_NICE": (5, int),
-    # werkzeug's default (scrypt); tests may choose a cheaper method to keep the suite fast.
-    "PASSWORD_HASH_METHOD": ("scrypt", str),
-}
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: default (None: unset or derived), converter, meaning."""
+
+    name: str
+    default: Any
+    type: Callable[[Any], Any]
+    meaning: str
+
+
+def _schedule_settings() -> list[Setting]:
+    """The beat schedule's overrides (BACKUP_CRON ...), one per entry, default from beat."""
+    from beat.schedule import SCHEDULE
+    out: dict[str, Setting] = {}
+    for name, entry in SCHEDULE.items():
+        if entry.override and entry.override not in out:
+            out[entry.override] = Setting(
+                entry.override, entry.when, str,
+                f"when beat sends {entry.task}: 5 crontab fields in PLANT_TIMEZONE, @daily, "
+                "@every 10s or off")
+    return list(out.values())
+
+
+S = Setting
+SETTINGS: tuple[Setting, ...] = (
+    S("NEUROHUB_ENV", "development", str,
+      "development or production (production refuses to start with unsafe settings)"),
+    S("NEUROHUB_DATA_DIR", "./var", str,
+      "folder of the embedded default: SQLite files, generated secret_key, firmware, backups"),
+    S("DATABASE_URL", None, str,
+      "postgresql+psycopg://user:pw@host/db (required in production); unset: SQLite in the data dir"),
+    S("REDIS_URL", None, str,
+      "redis:// or rediss:// URL: broker and login rate limits (required in production)"),
+    S("CELERY_BROKER_URL", None, str, "broker URL when it is not REDIS_URL (e.g. amqp://)"),
+    S("SECRET_KEY", None, str,
+      "token signing key; production: >= 32 characters, >= 8 distinct, >= 80 bits "
+      "(python -c 'import secrets; print(secrets.token_urlsafe(48))'); unset: generated once"),
+    S("ACCESS_TOKEN_EXPIRE_MINUTES", 30, int, "lifetime of a bearer token"),
+    S("LOGIN_RATE_LIMIT", "10 per minute", str, "login attempts allowed per account"),
+    S("LOGIN_IP_RATE_LIMIT", "60 per minute", str,
+      "login attempts allowed per client address (keep it above LOGIN_RATE_LIMIT)"),
+    S("TRUSTED_PROXY_HOPS", 0, int,
+      "reverse proxies in front of the web (nginx, a load balancer) whose X-Forwarded-For and "
+      "X-Forwarded-Proto are trusted; 0 trusts none"),
+    S("PLANT_TIMEZONE", None, str,
+      "the plant's IANA time zone (Asia/Seoul): beat's crontabs, lot and label dates, times "
+      "shown to people; unset: LOT_TIMEZONE, else the host's zone"),
+    S("LOT_TIMEZONE", None, str, "older name of PLANT_TIMEZONE (still read when that is unset)"),
+    S("API_HOST", "127.0.0.1", str,
+      "address `neurohub up` binds the web to (0.0.0.0 behind a load balancer)"),
+    S("API_PORT", 8000, int, "port `neurohub up` binds the web to"),
+    S("WEB_WORKERS", 2, int, "gunicorn worker processes started by `neurohub up`"),
+    S("WEB_THREADS", 4, int,
+      "threads per web worker (gthread keeps station connections alive between requests)"),
+    S("WORKER_CONCURRENCY", 2, int, "Celery worker processes per queue group"),
+    S("BACKGROUND_NICE", 5, int,
+      "CPU niceness of workers, beat and relay (0 = the web's): requests get a core first"),
+    S("MALLOC_ARENA_MAX", "2", str, "glibc malloc arenas per web process (memory of threads)"),
+    S("LOG_LEVEL", "INFO", str, "logging level of the web and the CLI"),
+    S("MAX_CONTENT_LENGTH", 1024 * 1024, int, "largest JSON request body (bytes)"),
+    S("MAX_FIRMWARE_BYTES", 64 * 1024 * 1024, int, "largest firmware image uploaded (bytes)"),
+    S("FIRMWARE_URL_EXPIRES", 300, int,
+      "lifetime of the presigned S3 URL a firmware download redirects to (seconds)"),
+    S("DB_POOL_SIZE", 10, int, "PostgreSQL connections pooled per process"),
+    S("USE_S3", False, _bool,
+      f"firmware and backups in S3 instead of local folders (needs `{S3_EXTRA}`)"),
+    S("S3_BUCKET", None, str, "bucket for firmware/ and backups/ (required with USE_S3)"),
+    S("AWS_REGION", None, str, "region of the bucket"),
+    S("AWS_ENDPOINT_URL", None, str, "S3-compatible endpoint (MinIO, a test server); unset: AWS"),
+    S("AWS_ENDPOINT_URL_S3", None, str, "endpoint for S3 only; wins over AWS_ENDPOINT_URL"),
+    S("FIRMWARE_DIR", None, str, "local firmware folder; unset: <data dir>/firmware"),
+    S("BACKUP_DIR", None, str, "local backup folder; unset: <data dir>/backups"),
+    S("BACKUP_TMP_DIR", None, str, "scratch folder for dumps; unset: the system temp folder"),
+    S("BACKUP_RETENTION_DAYS", 30, int, "backups older than this are expired"),
+    S("BACKUP_KEEP_MIN", 3, int, "newest verified backups kept whatever their age"),
+    S("NONCURRENT_VERSION_DAYS", 30, int, "S3 noncurrent object versions kept this many days"),
+    S("BACKUP_STALE_HOURS", 26.0, float, "/readyz reports backups stale after this many hours"),
+    S("RESTORE_DRILL_URL", None, str,
+      "scratch PostgreSQL database the weekly restore drill restores into; unset: no drill"),
+    S("STATION_OFFLINE_MINUTES", 5, int, "a station without heartbeat this long is offline"),
+    S("CANARY_STALE_SECONDS", 180.0, float, "a worker canary older than this is stale"),
+    S("OUTBOX_REDISPATCH_SECONDS", 30, float, "an unfinished outbox message is resent after"),
+    S("OUTBOX_RELAY_INTERVAL", 0.1, float,
+      "seconds between relay passes (what arrives meanwhile goes out together)"),
+    S("RELAY_QUEUE_WINDOW", 64, int,
+      "messages allowed to wait in a broker queue; the rest wait and coalesce in the outbox"),
+    S("LABEL_MAX_ATTEMPTS", 5, int, "tries to print a label before it is failed"),
+    S("PRINTER_CONNECT_TIMEOUT", 3.0, float, "seconds to connect to a label printer"),
+    S("PRINTER_STATUS_TIMEOUT", 2.0, float, "seconds to wait for a printer's ~HS status"),
+    S("PRINTER_SIM_PORT", 9100, int, "port of the printer simulator `neurohub up` starts"),
+    S("LABEL_FONT", "", str,
+      "TrueType font of label text (Hangul included), downloaded once to each printer: a path, "
+      "a file name in the system font folders, or unset: the bundled NanumSquare"),
+    S("FLOWER_BASIC_AUTH", None, str, "user:password for Flower (required in production)"),
+    S("PASSWORD_HASH_METHOD", "scrypt", str, "werkzeug password hash method"),
+    *_schedule_settings(),
+)
+# Keys the app derives or Flask extensions read; set in code, never from the environment.
+DERIVED = ("SQLALCHEMY_DATABASE_URI", "SQLALCHEMY_ENGINE_OPTIONS", "EMBEDDED",
+           "RATELIMIT_STORAGE_URI", "RATELIMIT_HEADERS_ENABLED")
+
+
+def _convert(setting: Setting, raw: str) -> Any:
+    try:
+        return setting.type(raw)
+    except ValueError as exc:
+        kind = {int: "a whole number", float: "a number"}.get(setting.type, str(exc))
+        raise ConfigError(f"{setting.name}={raw!r} must be {kind}") from None
 
 
 def load_config(environ: Mapping[str, str] | None = None,
@@ -95,14 +172,17 @@ def load_config(environ: Mapping[str, str] | None = None,
     """Build the configuration from code defaults, the environment and test overrides."""
     env = os.environ if environ is None else environ
     cfg: dict[str, Any] = {}
-    for name, (default, conv) in _ENV.items():
-        raw = env.get(name)
-        cfg[name] = conv(raw) if raw not in (None, "") else default
+    for setting in SETTINGS:
+        raw = env.get(setting.name)
+        cfg[setting.name] = _convert(setting, raw) if raw not in (None, "") else setting.default
     cfg.update(overrides or {})
 
     data_dir = Path(cfg["NEUROHUB_DATA_DIR"]).expanduser().resolve()
     cfg["NEUROHUB_DATA_DIR"] = str(data_dir)
-    if not cfg["SECRET_KEY"] and cfg["NEUROHUB_ENV"] != "production":
+    cfg["PLANT_TIMEZONE"] = plant_zone_name(cfg)
+    if cfg["NEUROHUB_ENV"] == "production":
+        validate(cfg)  # before anything is written: production never invents a key
+    if not cfg["SECRET_KEY"]:
         cfg["SECRET_KEY"] = _local_secret(data_dir)
     cfg["DATABASE_URL"] = cfg["DATABASE_URL"] or f"sqlite:///{data_dir / 'neurohub.sqlite3'}"
     # Heroku/Railway style URLs name the driver loosely; we always use psycopg 3.
@@ -117,8 +197,42 @@ def load_config(environ: Mapping[str, str] | None = None,
     cfg["SQLALCHEMY_DATABASE_URI"] = cfg["DATABASE_URL"]
     cfg["EMBEDDED"] = cfg["DATABASE_URL"].startswith("sqlite")
     cfg["LABEL_FONT"] = _label_font(cfg["LABEL_FONT"])
-    validate(cfg)
+    _check_schedule(cfg)
+    _check_extras(cfg)
     return cfg
+
+
+def plant_zone_name(cfg: Mapping[str, Any]) -> str:
+    """PLANT_TIMEZONE, else the older LOT_TIMEZONE, else the host's zone; checked to exist."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    name = cfg.get("PLANT_TIMEZONE") or cfg.get("LOT_TIMEZONE")
+    if not name:
+        import tzlocal
+        name = tzlocal.get_localzone_name() or "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"PLANT_TIMEZONE={name!r} is not an IANA time zone "
+                          "(e.g. Asia/Seoul)") from None
+    return name
+
+
+def _check_schedule(cfg: Mapping[str, Any]) -> None:
+    from beat.schedule import SCHEDULE, ScheduleError, resolve
+    for name, entry in SCHEDULE.items():
+        try:
+            resolve(name, cfg)
+        except ScheduleError as exc:
+            raise ConfigError(f"{entry.override}: {exc}") from None
+
+
+def _check_extras(cfg: Mapping[str, Any]) -> None:
+    """A setting that needs an optional extra names the extra, not a ModuleNotFoundError."""
+    if cfg["USE_S3"]:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"USE_S3=true needs the s3 extra: {S3_EXTRA}") from None
 
 
 def _local_secret(data_dir: Path) -> str:
@@ -155,23 +269,53 @@ def _label_font(name: str) -> str:
                           "for the bundled NanumSquare") from None
 
 
+def secret_problem(key: str | None) -> str | None:
+    """Why ``key`` is too weak to sign production tokens, or None when it is strong enough."""
+    key = (key or "").strip()
+    counts = Counter(key)
+    bits = sum(n * math.log2(len(key) / n) for n in counts.values())
+    if len(key) < MIN_SECRET_LENGTH or len(counts) < MIN_SECRET_DISTINCT or bits < MIN_SECRET_BITS:
+        return (f"SECRET_KEY must be random: at least {MIN_SECRET_LENGTH} characters, "
+                f"{MIN_SECRET_DISTINCT} different ones and {MIN_SECRET_BITS} bits of entropy "
+                f"(this one: {len(key)}, {len(counts)}, {bits:.0f}); make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+    return None
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Stop start-up when a production deployment is configured unsafely."""
     if cfg["NEUROHUB_ENV"] != "production":
         return
-    problems = []
-    if not cfg["SECRET_KEY"] or len(cfg["SECRET_KEY"]) < MIN_SECRET_LENGTH:
-        problems.append("SECRET_KEY must be set to a random value of at least 32 characters "
-                        "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
-    if cfg["DATABASE_URL"].startswith("sqlite"):
+    problems = [p for p in [secret_problem(cfg["SECRET_KEY"])] if p]
+    if not cfg["DATABASE_URL"] or cfg["DATABASE_URL"].startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL (postgresql+psycopg://...); "
                         "SQLite is the single-PC embedded default only")
+    if not cfg["REDIS_URL"]:
+        problems.append("REDIS_URL must be set (redis://...): every process shares the broker "
+                        "and the login rate limits through it")
     if not cfg.get("FLOWER_BASIC_AUTH"):
         problems.append("FLOWER_BASIC_AUTH must be set (user:password) so Flower is not open")
     if problems:
-        raise ConfigError("NEUROHUB_ENV=production refuses to start:\n  - " + "\n  - ".join(problems))
+        raise ConfigError("NEUROHUB_ENV=production refuses to start: " + "; ".join(problems))
 
 
 def is_postgres(url: str) -> bool:
     """True when the database URL names PostgreSQL."""
     return url.startswith("postgresql")
+
+
+def render_reference() -> str:
+    """deploy/.env.reference.example: every setting with its default and meaning."""
+    lines = ["# Every variable NeuroHub MES reads, with its default and meaning. An empty value",
+             "# means the default. Generated from web/config.py SETTINGS: regenerate with",
+             "#   python -m web.config > deploy/.env.reference.example", ""]
+    for s in SETTINGS:
+        default = "" if s.default is None else str(s.default).lower() if isinstance(
+            s.default, bool) else str(s.default)
+        # Quoted where a shell would split or glob it: the RUNBOOK sources these files.
+        lines += [f"# {s.meaning}", f"{s.name}={shlex.quote(default) if default else ''}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_reference(), end="")

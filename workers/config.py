@@ -30,6 +30,7 @@ VISIBILITY_TIMEOUT = 3600
 def celery_settings(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict:
     """All Celery settings for this deployment (broker from config, the rest fixed)."""
     broker = cfg["CELERY_BROKER_URL"]
+    tz = cfg.get("PLANT_TIMEZONE") or "UTC"
     transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
     if broker.startswith(("redis://", "rediss://")):
         transport.update(socket_timeout=5, socket_connect_timeout=5, retry_on_timeout=True,
@@ -65,6 +66,8 @@ def celery_settings(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = 
         "task_send_sent_event": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "imports": task_modules(),
-        "beat_schedule": build_schedule(environ),
-        "timezone": "UTC",
+        # Crontabs fire on the plant's clock (02:00 in Seoul, not 02:00 UTC = 11:00 mid-shift);
+        # messages still carry UTC times (enable_utc, Celery's default).
+        "beat_schedule": build_schedule(cfg if environ is None else environ, tz),
+        "timezone": tz,
     }

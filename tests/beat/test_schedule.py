@@ -85,3 +85,58 @@ def test_beat_stamps_each_send_with_its_slot_and_identity():
         seconds=11)
     assert ":" in built["beat-heartbeat"]["kwargs"]["beat_id"]()
     assert "slot" not in built["outbox-sweep"]["kwargs"]
+
+
+# --- the plant's clock -----------------------------------------------------------------------
+
+SEOUL = {"PLANT_TIMEZONE": "Asia/Seoul"}
+
+
+def _beat_entry(tmp_path, name, env):
+    """An entry as beat holds it: the schedule bound to a Celery app with our settings."""
+    from celery import Celery
+    from celery.schedules import maybe_schedule
+
+    from web.config import load_config
+    from workers.config import celery_settings
+    settings = celery_settings(load_config(environ=dict(env, NEUROHUB_DATA_DIR=str(tmp_path))))
+    celery_app = Celery("tz-test", set_as_current=False)
+    celery_app.config_from_object(settings)
+    return maybe_schedule(settings["beat_schedule"][name]["schedule"], app=celery_app)
+
+
+def test_the_nightly_backup_fires_at_two_on_the_plant_clock(tmp_path):
+    nightly = _beat_entry(tmp_path, "backups-snapshot", SEOUL)
+    last_run = datetime(2026, 3, 3, 17, 0, tzinfo=timezone.utc)  # 02:00 in Seoul, Mar 4
+    nightly.nowfun = lambda: datetime(2026, 3, 4, 2, 0, 30, tzinfo=timezone.utc)  # 11:00 KST
+    assert not nightly.is_due(last_run).is_due  # mid-shift in Seoul: not now
+    nightly.nowfun = lambda: datetime(2026, 3, 4, 17, 0, 30, tzinfo=timezone.utc)  # 02:00 KST
+    assert nightly.is_due(last_run).is_due
+
+
+def test_the_old_lot_timezone_still_sets_the_plant_clock(tmp_path):
+    nightly = _beat_entry(tmp_path, "backups-snapshot", {"LOT_TIMEZONE": "Asia/Seoul"})
+    assert str(nightly.tz) == "Asia/Seoul"
+
+
+def test_slots_are_the_plant_clocks_times_in_utc():
+    nightly, weekly = crontab(minute="0", hour="2"), crontab(minute="0", hour="4", day_of_week="0")
+    at = datetime(2026, 3, 4, 17, 0, 30, tzinfo=timezone.utc)  # Thursday 02:00:30 in Seoul
+    assert sch.slot_of(nightly, at, tz="Asia/Seoul") == datetime(2026, 3, 4, 17, 0,
+                                                                  tzinfo=timezone.utc)
+    # Sunday 04:00 in Seoul is Saturday 19:00 UTC.
+    assert sch.slot_of(weekly, at, tz="Asia/Seoul") == datetime(2026, 2, 28, 19, 0,
+                                                                 tzinfo=timezone.utc)
+    # Across a DST change the wall clock is read minute by minute (01:30 CET, then CEST).
+    berlin = crontab(minute="30", hour="1")
+    after = datetime(2026, 3, 29, 3, 0, tzinfo=timezone.utc)  # 05:00 CEST
+    assert sch.slot_of(berlin, after, tz="Europe/Berlin") == datetime(2026, 3, 29, 0, 30,
+                                                                      tzinfo=timezone.utc)
+
+
+def test_the_slot_beat_stamps_is_on_the_plant_clock():
+    built = sch.build_schedule({}, "Asia/Seoul")
+    stamp = built["backups-snapshot"]["kwargs"]["slot"]()
+    nightly = built["backups-snapshot"]["schedule"]
+    assert stamp == sch.slot_of(nightly, tz="Asia/Seoul").isoformat()
+    assert stamp != sch.slot_of(nightly).isoformat()  # 02:00 Seoul is never 02:00 UTC

@@ -13,6 +13,7 @@ from .completions import completion_dict
 from .firmware import provenance as firmware_provenance
 from .labels import job_dict, lot_jobs
 from .lots import lot_dict
+from .plant_time import shown
 from .processing import judge_measurements
 
 
@@ -63,7 +64,10 @@ CSV_COLUMNS = ["lot_no", "product", "step", "completion_id", "status", "unit_ser
 
 
 def to_csv(record: dict) -> str:
-    """The DHR flattened to one row per measurement (or per completion without measurements)."""
+    """The DHR flattened to one row per measurement (or per completion without measurements).
+
+    Times are the plant's wall clock with their offset: people read this file, not programs.
+    """
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(CSV_COLUMNS)
@@ -71,8 +75,8 @@ def to_csv(record: dict) -> str:
     for step in record["steps"]:
         for c in step["completions"]:
             base = [lot["lot_no"], lot["product"], step["step"], c["id"], c["status"],
-                    c["unit_serial"] or "", c["station"], c["operator"], c["received_at"],
-                    c["processed_at"] or ""]
+                    c["unit_serial"] or "", c["station"], c["operator"], shown(c["received_at"]),
+                    shown(c["processed_at"])]
             tail = [";".join(r["code"] for r in c["reasons"]), c["firmware_version"] or "",
                     c["firmware_sha256"] or ""]
             for m in c["measurements"] or [None]:

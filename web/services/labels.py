@@ -8,7 +8,7 @@ scheduled through the job's outbox message (durable, unlike countdown tasks in t
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import insert, select, update
 
@@ -18,6 +18,7 @@ from . import label_templates as tpl
 from .audit import WORKER, Actor, record
 from .outbox import enqueue
 from .pagination import page
+from .plant_time import plant_now
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def printer_profile(uri: str) -> tpl.Profile:
 
 def label_data(template_name: str, lot: Lot, serial: str | None) -> dict:
     """The template variables for a lot (and unit), from the records, never from the client."""
-    day = datetime.now().astimezone().strftime("%Y-%m-%d")
+    day = plant_now().strftime("%Y-%m-%d")  # the plant's date, not the server's
     # Whole values: the template's rule (label_templates.validate_data) fits them, for previews
     # and jobs alike.
     data = {"product_code": lot.product.code, "product_name": lot.product.name,

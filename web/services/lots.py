@@ -1,10 +1,7 @@
 """Lots: creation with generated numbers, listing, and supervisor state changes."""
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +11,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Completion, Lot, LotSequence, LotUnit, Product, RoutingRevision
 from .audit import Actor, record
 from .pagination import page
+from .plant_time import plant_now
 
 
 class LotExists(ValueError):
@@ -34,9 +32,7 @@ class UnknownProduct(LookupError):
 
 def lot_day() -> str:
     """Today's date in the factory's time zone, as YYYYMMDD for lot numbers."""
-    tz_name = current_app.config.get("LOT_TIMEZONE")
-    now = datetime.now(ZoneInfo(tz_name)) if tz_name else datetime.now().astimezone()
-    return now.strftime("%Y%m%d")
+    return plant_now().strftime("%Y%m%d")
 
 
 def _bump_sequence(day: str) -> int:

@@ -19,6 +19,11 @@ def _dummy_hash(method: str) -> str:
     return generate_password_hash("not-a-real-password", method=method)
 
 
+def normalize_username(name: str) -> str:
+    """The one spelling of a username: login, its rate limit and user creation all use it."""
+    return name.strip()
+
+
 class UserExists(ValueError):
     """The username is taken."""
 
@@ -27,6 +32,7 @@ def create_user(username: str, password: str, role: str, actor: Actor) -> User:
     """Create a user with a hashed password; audited."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    username = normalize_username(username)
     if not username or len(username) > 64:
         raise ValueError("username must be 1-64 characters")
     if len(password) < 8:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from contextlib import contextmanager
 
 import jwt
 import pytest
@@ -95,20 +96,16 @@ def test_token_not_json_is_415(client):
     assert_problem(resp, 415)
 
 
-def test_login_rate_limit_answers_429(pg_database, redis_url, app, factory):
+@contextmanager
+def _limited(app, pg_database, redis_url, **config):
+    """A second app with its own login limits in a fresh in-memory limiter store."""
     from web import create_app
     from web.extensions import db
-    _, name = factory.user("operator")
     limited = create_app(dict(TEST_CONFIG, DATABASE_URL=pg_database, REDIS_URL=redis_url,
-                              LOGIN_RATE_LIMIT="3 per minute", RATELIMIT_STORAGE_URI="memory://"))
+                              RATELIMIT_STORAGE_URI="memory://", **config))
     limited.testing = True
     try:
-        c = limited.test_client()
-        statuses = [_login(c, name, "wrong-password-!").status_code for _ in range(3)]
-        assert statuses == [401, 401, 401]
-        # The fourth attempt is refused even with the right password.
-        body = assert_problem(_login(c, name, PASSWORD), 429)
-        assert "access_token" not in body
+        yield limited.test_client()
     finally:
         with limited.app_context():
             db.engine.dispose()
@@ -117,6 +114,77 @@ def test_login_rate_limit_answers_429(pg_database, redis_url, app, factory):
         from workers import signals
         app.extensions["celery"].set_default()
         signals.bind(app)
+
+
+def test_login_rate_limit_answers_429(pg_database, redis_url, app, factory):
+    _, name = factory.user("operator")
+    with _limited(app, pg_database, redis_url, LOGIN_RATE_LIMIT="3 per minute") as c:
+        statuses = [_login(c, name, "wrong-password-!").status_code for _ in range(3)]
+        assert statuses == [401, 401, 401]
+        # The fourth attempt is refused even with the right password.
+        body = assert_problem(_login(c, name, PASSWORD), 429)
+        assert "access_token" not in body
+
+
+def test_padded_usernames_count_against_the_same_account(pg_database, redis_url, app, factory):
+    _, name = factory.user("admin")
+    with _limited(app, pg_database, redis_url, LOGIN_RATE_LIMIT="3 per minute",
+                  LOGIN_IP_RATE_LIMIT="100 per minute") as c:
+        def guess(username, password, n):  # each guess from another address
+            return c.post(TOKEN_URL, json={"username": username, "password": password},
+                          environ_base={"REMOTE_ADDR": f"10.0.0.{n}"})
+        for n, padded in enumerate((f" {name}", f"{name}\t", f"\u00a0{name}\n")):
+            assert_problem(guess(padded, "wrong-password-!", n), 401)
+        # Login strips the padding, so the limit does too: a fresh spelling is no fresh bucket.
+        assert_problem(guess(f"  {name}  ", PASSWORD, 10), 429)
+        assert_problem(guess(name, PASSWORD, 11), 429)
+
+
+def test_one_accounts_failures_do_not_lock_out_its_address(pg_database, redis_url, app,
+                                                           factory):
+    _, victim = factory.user("operator")
+    _, colleague = factory.user("operator")
+    with _limited(app, pg_database, redis_url, LOGIN_RATE_LIMIT="3 per minute",
+                  LOGIN_IP_RATE_LIMIT="6 per minute") as c:
+        for _ in range(3):
+            assert_problem(_login(c, victim, "wrong-password-!"), 401)
+        assert_problem(_login(c, victim, PASSWORD), 429)
+        # Same PC, another operator: the account limit is not the address's.
+        assert _login(c, colleague, PASSWORD).status_code == 200
+        # The address has its own, higher limit: guessing across accounts stops there too.
+        statuses = [_login(c, f"nobody-{i}", "wrong-password-!").status_code for i in range(4)]
+        assert 429 in statuses and statuses[0] == 401
+        assert_problem(_login(c, colleague, PASSWORD), 429)
+
+
+def test_forwarded_for_is_trusted_only_from_configured_proxy_hops(pg_database, redis_url, app,
+                                                                  factory):
+    _, name = factory.user("operator")
+    behind_nginx = {"LOGIN_RATE_LIMIT": "100 per minute", "LOGIN_IP_RATE_LIMIT": "2 per minute"}
+    with _limited(app, pg_database, redis_url, TRUSTED_PROXY_HOPS=1, **behind_nginx) as c:
+        def login_from(address):
+            return c.post(TOKEN_URL, json={"username": name, "password": "wrong-password-!"},
+                          headers={"X-Forwarded-For": address})
+        assert [login_from("10.0.0.7").status_code for _ in range(3)] == [401, 401, 429]
+        # Every client reaches the web from nginx's 127.0.0.1: each still has its own bucket.
+        assert login_from("10.0.0.8").status_code == 401
+        # Only the hop nginx appended is believed, not what the client wrote before it.
+        assert login_from("10.0.0.99, 10.0.0.7").status_code == 429
+    with _limited(app, pg_database, redis_url, **behind_nginx) as c:
+        # Default: no proxy trusted, so a forged header buys no fresh bucket.
+        statuses = [c.post(TOKEN_URL, json={"username": name, "password": "wrong-password-!"},
+                           headers={"X-Forwarded-For": f"10.0.1.{i}"}).status_code
+                    for i in range(3)]
+        assert statuses == [401, 401, 429]
+
+
+def test_a_user_created_with_padding_logs_in_by_the_name_login_reads(client, app, db):
+    from web.services.audit import CLI
+    from web.services.users import create_user
+    with app.app_context():
+        user = create_user("  padded-user\t", PASSWORD, "operator", CLI)
+        assert user.username == "padded-user"
+    assert _login(client, "padded-user", PASSWORD).status_code == 200
 
 
 # --- bearer token checks ----------------------------------------------------------------------
