@@ -9,6 +9,7 @@ from storage import AREAS, InvalidKey, ObjectNotFound, validate_key
 from storage.base import CHUNK_SIZE
 
 from ..auth import current_principal, require
+from ..bodies import ContentTooLarge, body_limit
 from ..errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, field_error
 from ..openapi import UnsupportedMediaType, spec
 from ..services import firmware as svc
@@ -25,12 +26,6 @@ FORM_SLACK = 1024 * 1024
 # Body read size: large blocks amortise the WSGI input's per-call cost (memory: one block).
 UPLOAD_BLOCK = CHUNK_SIZE
 DOWNLOAD_RESPONSES = {200: None, 206: None, 302: None, 304: None}
-
-
-class ContentTooLarge(ApiError):
-    """The upload is larger than the configured limit."""
-
-    status, title = 413, "Content too large"
 
 
 class Gone(ApiError):
@@ -114,6 +109,7 @@ def _parse_upload(limit: int, spools: list):
 
 
 @bp.post("/firmware")
+@body_limit("MAX_FIRMWARE_BYTES", FORM_SLACK, streamed=True)
 @require("admin")
 @spec(responses={201: FirmwareOut}, tags=["firmware"])
 def upload():
