@@ -21,18 +21,12 @@ from typing import Callable
 
 from flask import Flask, current_app, request
 
-from .errors import ApiError
+from .errors import ContentTooLarge
 
 LIMIT_KEY = "neurohub.body_limit"
 DRAIN_BLOCK = 64 * 1024
-DRAIN_SECONDS = 10.0  # a client that sends its (bounded) rest slower than this is cut off
+DRAIN_SECONDS = 5.0  # a client that sends its (bounded) rest slower than this is cut off
 _server = threading.local()  # the gunicorn request this thread serves (see gunicorn_pre_request)
-
-
-class ContentTooLarge(ApiError):
-    """The request body is larger than the endpoint takes."""
-
-    status, title = 413, "Content too large"
 
 
 def body_limit(config_key: str, slack: int = 0, *, streamed: bool = False) -> Callable:
@@ -141,12 +135,20 @@ class BodyGuard:
         if end > limit and length is not None:
             return False
         deadline = time.monotonic() + DRAIN_SECONDS
+        # A client that stalls must not hold this thread: bound each read by the time left.
+        sock = environ.get("gunicorn.socket")
+        prior = sock.gettimeout() if sock is not None else None
         try:
-            while counted.read_bytes < end and time.monotonic() < deadline:
+            while counted.read_bytes < end and (left := deadline - time.monotonic()) > 0:
+                if sock is not None:
+                    sock.settimeout(left)
                 if not counted.read(min(DRAIN_BLOCK, end - counted.read_bytes)):
                     return True
-        except Exception:  # the client went away mid-body: nothing to keep
+        except Exception:  # timed out, or the client went away mid-body: nothing to keep
             return False
+        finally:
+            if sock is not None:
+                sock.settimeout(prior)
         return length is not None and counted.read_bytes >= length
 
 

@@ -202,6 +202,15 @@ def test_a_refused_request_leaves_the_kept_alive_connection_usable(server, facto
                 assert nxt.status == 200, (name, nxt.status)
     finally:
         conn.close()
+    # A client that stops sending its body does not hold a server thread: it gets its answer
+    # (after the drain's time bound) and the connection is closed.
+    parts = urlsplit(server)
+    with socket.create_connection((parts.hostname, parts.port), timeout=20) as sock:
+        sock.sendall(b"POST /api/v1/lots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 100000\r\n\r\n{\"product\"")
+        stalled = http.client.HTTPResponse(sock)
+        stalled.begin()
+        assert stalled.status == 401 and stalled.getheader("Connection") == "close"
 
 
 def test_a_refused_request_then_the_next_on_a_requests_session(server, factory):

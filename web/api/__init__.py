@@ -1,7 +1,7 @@
 """HTTP API v1: one blueprint per resource, registered by ``register_api``."""
 import re
 
-from flask import Flask, g
+from flask import Flask, g, request
 
 from ..auth import current_principal
 from ..errors import NotFound
@@ -50,9 +50,9 @@ def _reject_ids_out_of_range(app: Flask) -> None:
     """
     limits = path_id_limits(app)
 
-    @app.url_value_preprocessor
-    def _ids_in_range(endpoint, values):
-        for name, value in (values or {}).items():
+    @app.before_request  # after the request id is set, so the 404 carries it
+    def _ids_in_range():
+        for name, value in (request.view_args or {}).items():
             top = limits.get(name)
             if top is not None and isinstance(value, int) and value > top:
                 raise NotFound(f"no {name.removesuffix('_id')} {value}")

@@ -9,8 +9,9 @@ from storage import AREAS, InvalidKey, ObjectNotFound, validate_key
 from storage.base import CHUNK_SIZE
 
 from ..auth import current_principal, require
-from ..bodies import ContentTooLarge, body_limit
-from ..errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, field_error
+from ..bodies import body_limit
+from ..errors import (ApiError, BadRequest, Conflict, ContentTooLarge, Forbidden, NotFound,
+                      field_error)
 from ..openapi import UnsupportedMediaType, spec
 from ..services import firmware as svc
 from ..services import firmware_assignments as asg
