@@ -15,6 +15,7 @@ unread on a kept-alive connection.
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from typing import Callable
@@ -75,6 +76,20 @@ def _check_body() -> None:
     env["CONTENT_LENGTH"] = str(len(data))
     del env["HTTP_TRANSFER_ENCODING"]
     request.__dict__.pop("content_length", None)  # cached from the headers above
+
+
+def json_with_long_numbers(raw: bytes):
+    """Parse JSON whose number literals are too long for pydantic's parser (thousands of digits).
+
+    They are valid JSON; each becomes ±infinity, which every numeric field refuses under its own
+    name (422), instead of the whole body being called malformed. Raises ValueError if the
+    body is not JSON.
+    """
+    def integer(text: str):
+        if len(text) <= 1000:
+            return int(text)
+        return float("-inf") if text.startswith("-") else float("inf")
+    return json.loads(raw, parse_int=integer)
 
 
 class _CountedInput:

@@ -10,7 +10,8 @@ from .api_helpers import assert_problem
 from .spec_walk import dotted, load_spec, numeric_fields, operations, put_at
 
 HUGE = "1" + "0" * 309  # one past float's range: 1e309 as an integer literal
-LITERALS = (HUGE, "-" + HUGE, "1e400")
+# also literals too long for the JSON parser itself: valid JSON all the same
+LITERALS = (HUGE, "-" + HUGE, "1e400", "9" * 5000, "-" + "1" * 100_000 + ".5")
 MARK = "__number__"
 
 
