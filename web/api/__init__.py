@@ -5,6 +5,7 @@ from flask import Flask, g, request
 
 from ..auth import current_principal
 from ..errors import NotFound
+from ..models.types import int_column_max
 from ..services.audit import Actor
 
 _INT_ARG = re.compile(r"<int(?:\([^)]*\))?:(\w+)>")
@@ -23,17 +24,9 @@ def _path_id_columns() -> dict:
             "assignment_id": FirmwareAssignment.id, "job_id": LabelJob.id}
 
 
-def _column_max(column) -> int:
-    """The largest value the column's integer type holds (on PostgreSQL, the strictest)."""
-    from sqlalchemy import BigInteger, SmallInteger
-    bits = 64 if isinstance(column.type, BigInteger) else \
-        16 if isinstance(column.type, SmallInteger) else 32
-    return 2 ** (bits - 1) - 1
-
-
 def path_id_limits(app: Flask) -> dict[str, int]:
     """Largest value of each integer path parameter; fails if a route's parameter has none."""
-    limits = {name: _column_max(col) for name, col in _path_id_columns().items()}
+    limits = {name: int_column_max(col) for name, col in _path_id_columns().items()}
     for rule in app.url_map.iter_rules():
         for name in _INT_ARG.findall(rule.rule):
             if name not in limits:

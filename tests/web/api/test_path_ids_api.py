@@ -1,7 +1,9 @@
 """Every integer path parameter the OpenAPI document declares: an id past 32 or 64 bits (past the
-column's range) is 404, like any id that does not exist, never 400 or 500."""
+column's range) is 404, like any id that does not exist, never 400 or 500; a cursor (which carries
+an id) past any column's range is a 400 naming the cursor, not a database error."""
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -57,3 +59,32 @@ def test_the_issue_examples(client, auth):
 def test_every_integer_route_parameter_has_a_column(app):
     limits = path_id_limits(app)
     assert limits["firmware_id"] == 2**31 - 1 and limits["completion_id"] == 2**63 - 1
+
+
+def _cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{value}".encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
+def test_every_cursor_holding_an_id_past_any_column_is_400_naming_the_cursor(client, auth,
+                                                                             value):
+    """Cursors carry the last id of a page: one past the column's range was never issued."""
+    doc = load_spec(client)
+    listed = [op for op in operations(doc)
+              if any(p["in"] == "query" and p["name"] == "cursor" for p in op.params)]
+    assert len(listed) >= 5
+    failures = []
+    for op in listed:
+        resp = client.open(op.url(), method=op.method.upper(), headers=auth("admin"),
+                           query_string={"cursor": _cursor(value)})
+        body = resp.get_json(silent=True) or {}
+        if resp.status_code != 400 or "query.cursor" not in [
+                e.get("field") for e in body.get("errors") or []]:
+            failures.append((op.method, op.path, resp.status_code, body.get("detail")))
+    assert not failures, "\n".join(map(str, failures))
+
+
+def test_a_cursor_within_the_bigint_range_still_pages(client, auth):
+    resp = client.get("/api/v1/lots", headers=auth("admin"), query_string={
+        "cursor": _cursor(2**31 - 1)})
+    assert resp.status_code == 200 and resp.get_json()["items"] == []
