@@ -112,6 +112,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         return resp
 
+    from .bodies import guard_bodies
+    guard_bodies(app)  # body limits per endpoint, chunked bodies, unread rests
+
     from .api import register_api
     from .openapi import docs_bp
     register_api(app)

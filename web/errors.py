@@ -65,6 +65,12 @@ class Unprocessable(ApiError):
     status, title = 422, "Unprocessable content"
 
 
+class ContentTooLarge(ApiError):
+    """The request body is larger than the endpoint takes."""
+
+    status, title = 413, "Content too large"
+
+
 class ServiceUnavailable(ApiError):
     """A backing service (database, broker) is unreachable; retry later with the same key."""
 

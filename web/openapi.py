@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, sen
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from .bodies import json_with_long_numbers
 from .errors import ApiError, BadRequest, field_error, problem, pydantic_errors
 
 JSON_TYPES = ("application/json", "application/problem+json")
@@ -36,6 +37,13 @@ def _parse_body(model: type[BaseModel], optional: bool = False) -> BaseModel:
     except ValidationError as exc:
         errors = pydantic_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
+            if "number out of range" in errors[0]["message"]:  # valid JSON, thousands of digits
+                try:
+                    data = json_with_long_numbers(raw)
+                except ValueError:
+                    pass
+                else:
+                    return model.model_validate(data)  # each such number: 422 naming its field
             raise BadRequest("malformed JSON body", errors=[
                 {"field": "body", "message": errors[0]["message"]}]) from None
         if any(e["type"] == "model_type" and e["field"] == "body" for e in errors):

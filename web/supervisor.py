@@ -48,7 +48,8 @@ def plan(cfg: dict, host: str, port: int, flower: bool, printer_sim: bool) -> li
     data = Path(cfg["NEUROHUB_DATA_DIR"])
     celery = [py, "-m", "celery", "-A", "workers.main"]
     children = [
-        Child("web", [py, "-m", "gunicorn", "-w", str(cfg["WEB_WORKERS"]), "-k", "gthread",
+        Child("web", [py, "-m", "gunicorn", "-c", "python:web.gunicorn_conf",
+                      "-w", str(cfg["WEB_WORKERS"]), "-k", "gthread",
                       "--threads", str(cfg["WEB_THREADS"]), "-b", f"{host}:{port}",
                       "--graceful-timeout", "10", "--access-logfile", "-", "web:create_app()"],
               env=WEB_ENV),

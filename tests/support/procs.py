@@ -99,3 +99,14 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, message: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def web_server(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proc, str]:
+    """gunicorn exactly as deployed (``neurohub up``'s command line) on a free port: (proc, url)."""
+    from web.config import load_config
+    from web.supervisor import plan
+    port = port or free_port()
+    cfg = load_config(environ=env)
+    web = next(c for c in plan(cfg, "127.0.0.1", port, flower=False, printer_sim=False)
+               if c.name == "web")
+    return Proc("web", web.argv, {**env, **web.env}, log_dir), f"http://127.0.0.1:{port}"

@@ -9,7 +9,9 @@ from storage import AREAS, InvalidKey, ObjectNotFound, validate_key
 from storage.base import CHUNK_SIZE
 
 from ..auth import current_principal, require
-from ..errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, field_error
+from ..bodies import body_limit
+from ..errors import (ApiError, BadRequest, Conflict, ContentTooLarge, Forbidden, NotFound,
+                      field_error)
 from ..openapi import UnsupportedMediaType, spec
 from ..services import firmware as svc
 from ..services import firmware_assignments as asg
@@ -25,12 +27,6 @@ FORM_SLACK = 1024 * 1024
 # Body read size: large blocks amortise the WSGI input's per-call cost (memory: one block).
 UPLOAD_BLOCK = CHUNK_SIZE
 DOWNLOAD_RESPONSES = {200: None, 206: None, 302: None, 304: None}
-
-
-class ContentTooLarge(ApiError):
-    """The upload is larger than the configured limit."""
-
-    status, title = 413, "Content too large"
 
 
 class Gone(ApiError):
@@ -114,6 +110,7 @@ def _parse_upload(limit: int, spools: list):
 
 
 @bp.post("/firmware")
+@body_limit("MAX_FIRMWARE_BYTES", FORM_SLACK, streamed=True)
 @require("admin")
 @spec(responses={201: FirmwareOut}, tags=["firmware"])
 def upload():
@@ -197,7 +194,10 @@ def _send(store, key: str, etag: str, filename: str, size: int) -> Response:
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Content-SHA256"] = etag
         return resp
-    fh = store.open(key)
+    try:
+        fh = store.open(key)
+    except ObjectNotFound:  # gone since it was looked up, or a link that leads out of the store
+        raise NotFound(f"no stored object {key!r}") from None
     try:  # the bytes actually there (a damaged file must not break the HTTP framing)
         size = os.fstat(fh.fileno()).st_size
     except (AttributeError, OSError, ValueError):
@@ -250,7 +250,7 @@ def files(key: str):
         _may_download(fw)
     try:
         info = store.stat(rest)
-    except ObjectNotFound:
+    except ObjectNotFound:  # includes a key that resolves outside the store (a planted link)
         raise NotFound(f"no file {key!r}") from None
     etag = fw.sha256 if fw is not None else f"{info.size:x}-{info.modified.timestamp() if info.modified else 0:.6f}"
     return _send(store, rest, etag, rest.rsplit("/", 1)[-1], info.size)

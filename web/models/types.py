@@ -1,12 +1,19 @@
 """Column types that behave the same on PostgreSQL and on the embedded SQLite."""
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, SmallInteger, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so big ids fall back to INTEGER there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def int_column_max(column) -> int:
+    """The largest value an integer column holds on PostgreSQL (the stricter of our databases)."""
+    kind = column.type
+    bits = 64 if isinstance(kind, BigInteger) else 16 if isinstance(kind, SmallInteger) else 32
+    return 2 ** (bits - 1) - 1
 
 
 class UtcDateTime(TypeDecorator):

@@ -5,6 +5,8 @@ import base64
 
 from sqlalchemy import Select
 
+from ..models.types import int_column_max
+
 
 class BadCursor(ValueError):
     """The cursor was not produced by this API."""
@@ -30,7 +32,10 @@ def decode_cursor(cursor: str) -> int:
 def page(session, stmt: Select, id_col, cursor: str | None, limit: int):
     """Run a keyset-paginated query; returns (rows, next_cursor)."""
     if cursor:
-        stmt = stmt.where(id_col < decode_cursor(cursor))
+        last = decode_cursor(cursor)
+        if abs(last) > int_column_max(id_col):  # never issued; the database cannot compare it
+            raise BadCursor("cursor is not valid; use next_cursor from a previous page")
+        stmt = stmt.where(id_col < last)
     rows = list(session.scalars(stmt.order_by(id_col.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
