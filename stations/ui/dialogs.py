@@ -64,12 +64,20 @@ class LoginDialog(QDialog):
         self.username.setText(text[len(self.badge_prefix):])
         self.password.setFocus()
 
+    def reset(self, message: str = "") -> None:
+        """Ready for a (new) operator: message shown, password cleared, cursor in Username."""
+        self.message.setText(message)
+        self.password.clear()
+        self.button.setEnabled(True)
+        self.username.selectAll()  # typing replaces the last operator's name
+        self.username.setFocus()
+
     def failed(self, message: str) -> None:
         """Show why the login did not work and let the operator try again."""
         self.message.setText(message)
         self.password.clear()
         self.button.setEnabled(True)
-        self.password.setFocus()
+        (self.password if self.username.text().strip() else self.username).setFocus()
 
 
 class SettingsDialog(QDialog):
