@@ -87,9 +87,11 @@ class Syncer:
         failures = getattr(self.api, "offline_events", 0)
         if failures == self._offline_seen and now < self._next_probe:
             return
-        self._offline_seen = failures
         self._next_probe = now + self.probe_s
-        self.api.ping()
+        try:
+            self.api.ping()
+        finally:  # the probe's own failure must not trigger the next probe
+            self._offline_seen = getattr(self.api, "offline_events", 0)
         self._ok()
 
     def _drain(self) -> None:

@@ -354,6 +354,10 @@ class MainWindow(QMainWindow):
             self.show_message(tr("error.no_lot"), "#b00020")
             return None
         lot, step = res.lot, res.step
+        in_flight = self._in_flight()
+        if in_flight is not None:
+            self._explain(res, True, in_flight)
+            return None
         if not self.ctx.serves(step["step"]):
             self.show_message(tr("error.wrong_station", step=step["step"]), "#b00020")
             return None
@@ -438,7 +442,8 @@ class MainWindow(QMainWindow):
     def show_sync_state(self, state, pending: int | None = None) -> None:
         """'online' / 'offline — N queued' / waiting for an operator."""
         self.net_label.setText(sync_text(state, pending))
-        self.net_label.setStyleSheet("" if state.online else "color: #b00020; font-weight: bold;")
+        self.net_label.setStyleSheet("color: #b00020; font-weight: bold;"
+                                     if state.online is False else "")
 
     def show_printer_state(self, state) -> None:
         """Printer status from ~HS, translated."""
