@@ -11,10 +11,11 @@ from ..queue import Entry
 from ..scanner import Barcode, parse_barcode
 from ..station import Lookup, StationContext
 from ..threads import run_async
-from ..qt import (QApplication, QFont, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMainWindow,
-                  QPushButton, Qt, QTimer, QVBoxLayout, QWidget, Signal)
+from ..qt import (QApplication, QFont, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                  QMainWindow, QPushButton, QScrollArea, Qt, QTimer, QVBoxLayout, QWidget, Signal)
 from .dialogs import LoginDialog
 from .firmware_panel import FirmwarePanel
+from .fit_label import FitLabel
 from .lot_panel import LotPanel
 from .measurement_form import MeasurementForm
 from .status import ActivityFilter, ScanBridge, printer_state_text, scanner_text, sync_text
@@ -91,7 +92,16 @@ class MainWindow(QMainWindow):
             top.addWidget(w)
         outer.addLayout(top)
         middle = QHBoxLayout()
-        left = QVBoxLayout()
+        # The left column scrolls rather than squeezing its rows when a step needs more room
+        # than the screen has (many measurements plus the firmware panel on a small screen).
+        left_area = QScrollArea()
+        left_area.setObjectName("leftArea")
+        left_area.setFrameShape(QFrame.NoFrame)
+        left_area.setWidgetResizable(True)
+        left_area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        left_box = QWidget()
+        left = QVBoxLayout(left_box)
+        left.setContentsMargins(0, 0, 0, 0)
         self.lot_panel = LotPanel()
         self.form = MeasurementForm()
         self.firmware_panel = FirmwarePanel(self.ctx.firmware)
@@ -100,24 +110,25 @@ class MainWindow(QMainWindow):
         left.addWidget(self.form)
         left.addWidget(self.firmware_panel)
         left.addStretch(1)
+        left_area.setWidget(left_box)
         right = QVBoxLayout()
-        self.result_label = QLabel("")
+        self.result_label = FitLabel(max_pt=18, min_pt=10, max_height=330)
         self.result_label.setObjectName("resultLabel")
-        self.result_label.setWordWrap(True)
-        self.result_label.setFont(self._font(18, bold=True))
         self.result_label.setMinimumHeight(120)
         self.history = QListWidget()
         self.history.setObjectName("history")
+        self.history.setWordWrap(True)  # a long line wraps instead of hiding behind a scrollbar
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.results_title = QLabel()
         right.addWidget(self.result_label)
         right.addWidget(self.results_title)
         right.addWidget(self.history, 1)
-        middle.addLayout(left, 3)
+        middle.addWidget(left_area, 3)
         middle.addLayout(right, 2)
         outer.addLayout(middle, 1)
         self.complete_button = QPushButton()
         self.complete_button.setObjectName("completeButton")
-        self.complete_button.setMinimumHeight(90)
+        self.complete_button.setMinimumHeight(76)
         self.complete_button.setFont(self._font(26, bold=True))
         self.complete_button.setStyleSheet("QPushButton { background: #1565c0; color: white; }"
                                            "QPushButton:disabled { background: #9e9e9e; }")
@@ -130,9 +141,13 @@ class MainWindow(QMainWindow):
         self.printer_label, self.scanner_label = QLabel(), QLabel()
         self.net_label.setObjectName("netStatus")
         self.printer_label.setObjectName("printerStatus")
-        for w in (self.net_label, self.user_label, self.printer_label, self.scanner_label):
+        # Long states (a queue waiting for another operator, several printer faults) wrap onto
+        # a second line instead of being cut at 1024 px.
+        for w, stretch in ((self.net_label, 3), (self.user_label, 0), (self.printer_label, 2),
+                           (self.scanner_label, 0)):
             w.setFont(self._font(12))
-            bar.addPermanentWidget(w)
+            w.setWordWrap(bool(stretch))
+            bar.addPermanentWidget(w, stretch)
 
     @staticmethod
     def _font(size: int, bold: bool = False) -> QFont:

@@ -42,6 +42,7 @@ class MeasurementForm(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
         self.specs: list[dict] = []
         self.fields: dict[str, QLineEdit] = {}
         self.verdicts: dict[str, QLabel] = {}
@@ -60,9 +61,14 @@ class MeasurementForm(QWidget):
         self.grid.addWidget(self._empty, 0, 0)
         big = QFont()
         big.setPointSize(16)
+        # The verdict column is as wide as its longest text in this language, no wider: long
+        # measurement names must fit the left column at 1024 x 768.
+        metrics = self.fontMetrics()
+        verdict_width = max(metrics.horizontalAdvance(tr(k)) for k in (
+            "form.in_limits", "form.out_of_limits", "form.not_number")) + 4
         for row, spec in enumerate(specs, start=1):
             name = spec["name"]
-            label = QLabel(f"{name} ({spec.get('unit') or '-'})")
+            label = QLabel(name)  # the unit is in the limits column
             label.setFont(big)
             field = QLineEdit()
             field.setObjectName(f"measure_{name}")
@@ -71,9 +77,10 @@ class MeasurementForm(QWidget):
             lo, hi = spec.get("min"), spec.get("max")
             limits = (tr("form.limits", min=_fmt(lo) or "-∞", max=_fmt(hi) or "∞",
                          unit=spec.get("unit") or "")
-                      if lo is not None or hi is not None else tr("form.no_limits"))
+                      if lo is not None or hi is not None
+                      else tr("form.no_limits") + (f" ({spec['unit']})" if spec.get("unit") else ""))
             verdict = QLabel("")
-            verdict.setMinimumWidth(120)
+            verdict.setMinimumWidth(verdict_width)
             field.textChanged.connect(lambda text, s=spec: self._colour(s, text))
             self.grid.addWidget(label, row, 0)
             self.grid.addWidget(field, row, 1)
