@@ -11,13 +11,9 @@ from ..queue import Entry
 from ..scanner import Barcode, parse_barcode
 from ..station import Lookup, StationContext
 from ..threads import run_async
-from ..qt import (QApplication, QFont, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                  QMainWindow, QPushButton, QScrollArea, Qt, QTimer, QVBoxLayout, QWidget, Signal)
+from ..qt import QApplication, QMainWindow, Qt, QTimer, Signal
 from .dialogs import LoginDialog
-from .firmware_panel import FirmwarePanel
-from .fit_label import FitLabel
-from .lot_panel import LotPanel
-from .measurement_form import MeasurementForm
+from .main_layout import setup_ui
 from .status import ActivityFilter, ScanBridge, printer_state_text, scanner_text, sync_text
 
 log = logging.getLogger(__name__)
@@ -43,7 +39,10 @@ class MainWindow(QMainWindow):
         self._shown_scan = 0       # the newest scan whose result is on screen
         self._sending: int | None = None  # queue seq of the last press, until decided/next scan
         self.setObjectName("mainWindow")
-        self._build()
+        setup_ui(self)
+        self.scan_field.returnPressed.connect(self._manual_scan)
+        self.logout_button.clicked.connect(lambda: self.logout("logout"))
+        self.complete_button.clicked.connect(self.complete)
         self.bridge = ScanBridge()
         self.bridge.scanned.connect(self.handle_barcode)
         self.bridge.state.connect(self._scanner_state)
@@ -72,89 +71,6 @@ class MainWindow(QMainWindow):
         self.ctx.sync_worker.auth_problem.connect(lambda m: self.logout("auth"), queued)
         self.ctx.label_worker.state_changed.connect(self.show_printer_state, queued)
         self.ctx.sync_worker.start()
-
-    # -- layout ------------------------------------------------------------------------
-    def _build(self) -> None:
-        root = QWidget()
-        outer = QVBoxLayout(root)
-        top = QHBoxLayout()
-        self.scan_title = QLabel()
-        self.scan_field = QLineEdit()
-        self.scan_field.setObjectName("scanField")
-        self.scan_field.setProperty("scanField", True)
-        self.scan_field.setMinimumHeight(48)
-        self.scan_field.setFont(self._font(18))
-        self.scan_field.returnPressed.connect(self._manual_scan)
-        self.settings_button = QPushButton()
-        self.logout_button = QPushButton()
-        self.logout_button.clicked.connect(lambda: self.logout("logout"))
-        for w in (self.scan_title, self.scan_field, self.settings_button, self.logout_button):
-            top.addWidget(w)
-        outer.addLayout(top)
-        middle = QHBoxLayout()
-        # The left column scrolls rather than squeezing its rows when a step needs more room
-        # than the screen has (many measurements plus the firmware panel on a small screen).
-        left_area = QScrollArea()
-        left_area.setObjectName("leftArea")
-        left_area.setFrameShape(QFrame.NoFrame)
-        left_area.setWidgetResizable(True)
-        left_area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        left_box = QWidget()
-        left = QVBoxLayout(left_box)
-        left.setContentsMargins(0, 0, 0, 0)
-        self.lot_panel = LotPanel()
-        self.form = MeasurementForm()
-        self.firmware_panel = FirmwarePanel(self.ctx.firmware)
-        self.firmware_panel.setVisible(False)
-        left.addWidget(self.lot_panel)
-        left.addWidget(self.form)
-        left.addWidget(self.firmware_panel)
-        left.addStretch(1)
-        left_area.setWidget(left_box)
-        right = QVBoxLayout()
-        self.result_label = FitLabel(max_pt=18, min_pt=10, max_height=330)
-        self.result_label.setObjectName("resultLabel")
-        self.result_label.setMinimumHeight(120)
-        self.history = QListWidget()
-        self.history.setObjectName("history")
-        self.history.setWordWrap(True)  # a long line wraps instead of hiding behind a scrollbar
-        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.results_title = QLabel()
-        right.addWidget(self.result_label)
-        right.addWidget(self.results_title)
-        right.addWidget(self.history, 1)
-        middle.addWidget(left_area, 3)
-        middle.addLayout(right, 2)
-        outer.addLayout(middle, 1)
-        self.complete_button = QPushButton()
-        self.complete_button.setObjectName("completeButton")
-        self.complete_button.setMinimumHeight(76)
-        self.complete_button.setFont(self._font(26, bold=True))
-        self.complete_button.setStyleSheet("QPushButton { background: #1565c0; color: white; }"
-                                           "QPushButton:disabled { background: #9e9e9e; }")
-        self.complete_button.clicked.connect(self.complete)
-        self.complete_button.setEnabled(False)
-        outer.addWidget(self.complete_button)
-        self.setCentralWidget(root)
-        bar = self.statusBar()
-        self.net_label, self.user_label = QLabel(), QLabel()
-        self.printer_label, self.scanner_label = QLabel(), QLabel()
-        self.net_label.setObjectName("netStatus")
-        self.printer_label.setObjectName("printerStatus")
-        # Long states (a queue waiting for another operator, several printer faults) wrap onto
-        # a second line instead of being cut at 1024 px.
-        for w, stretch in ((self.net_label, 3), (self.user_label, 0), (self.printer_label, 2),
-                           (self.scanner_label, 0)):
-            w.setFont(self._font(12))
-            w.setWordWrap(bool(stretch))
-            bar.addPermanentWidget(w, stretch)
-
-    @staticmethod
-    def _font(size: int, bold: bool = False) -> QFont:
-        font = QFont()
-        font.setPointSize(size)
-        font.setBold(bold)
-        return font
 
     def retranslate(self) -> None:
         """Set every static text in the current language."""

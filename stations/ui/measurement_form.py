@@ -36,6 +36,14 @@ def _fmt(v) -> str:
     return "" if v is None else f"{v:g}"
 
 
+def _limits_text(spec: dict) -> str:
+    """'3.2 … 3.4 V', or 'no limits (V)'."""
+    lo, hi, unit = spec.get("min"), spec.get("max"), spec.get("unit") or ""
+    if lo is None and hi is None:
+        return tr("form.no_limits") + (f" ({unit})" if unit else "")
+    return tr("form.limits", min=_fmt(lo) or "-∞", max=_fmt(hi) or "∞", unit=unit)
+
+
 class MeasurementForm(QWidget):
     """One row per measurement spec: name (unit), value field, limits, verdict."""
 
@@ -74,11 +82,7 @@ class MeasurementForm(QWidget):
             field.setObjectName(f"measure_{name}")
             field.setFont(big)
             field.setMinimumHeight(44)
-            lo, hi = spec.get("min"), spec.get("max")
-            limits = (tr("form.limits", min=_fmt(lo) or "-∞", max=_fmt(hi) or "∞",
-                         unit=spec.get("unit") or "")
-                      if lo is not None or hi is not None
-                      else tr("form.no_limits") + (f" ({spec['unit']})" if spec.get("unit") else ""))
+            limits = _limits_text(spec)
             verdict = QLabel("")
             verdict.setMinimumWidth(verdict_width)
             field.textChanged.connect(lambda text, s=spec: self._colour(s, text))

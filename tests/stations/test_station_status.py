@@ -8,6 +8,7 @@ from PyQt5.QtCore import Qt
 
 from stations.i18n import tr
 from stations.sync import SyncState
+from stations.threads import wait_idle
 from stations.ui.status import sync_text
 from tests.stations.conftest import FCT_STEP
 
@@ -44,22 +45,23 @@ def test_offline_shows_within_seconds_of_the_server_stopping_and_back(stack, fac
     other = make_station(station, user, probe_s=3600, label_poll_s=3600)
     for w in (idle, other):
         qtbot.waitUntil(lambda w=w: w.net_label.text() == tr("online"), timeout=5000)
+    assert wait_idle(10), "the login's background jobs (firmware list) are done"
+    stack.server.stop()            # returns once the port refuses connections
     stopped = time.monotonic()
-    stack.server.stop()
     try:
-        qtbot.waitUntil(lambda: idle.net_label.text() == _offline_text(), timeout=8000)
-        assert time.monotonic() - stopped < 5.0
+        qtbot.waitUntil(lambda: idle.net_label.text() == _offline_text(), timeout=10000)
+        assert time.monotonic() - stopped < 5.0, "offline shown within 5 s of the server going"
         assert RED in idle.net_label.styleSheet()
         assert other.net_label.text() == tr("online"), "no request yet: nothing told it"
         with qtbot.waitSignal(other.lot_shown, timeout=10000):
             qtbot.keyClicks(other.scan_field, "LOT-NOT-CACHED")
             qtbot.keyClick(other.scan_field, Qt.Key_Return)
         failed_at = time.monotonic()
-        qtbot.waitUntil(lambda: other.net_label.text() == _offline_text(), timeout=3000)
+        qtbot.waitUntil(lambda: other.net_label.text() == _offline_text(), timeout=5000)
         assert time.monotonic() - failed_at < 1.5, "a failed request flips it at once"
     finally:
         stack.server.start()
-    qtbot.waitUntil(lambda: idle.net_label.text() == tr("online"), timeout=8000)
+    qtbot.waitUntil(lambda: idle.net_label.text() == tr("online"), timeout=10000)
 
 
 def test_unknown_state_text_is_neutral():
