@@ -2,76 +2,24 @@
 visible label and button of the main window and the dialogs shows its whole text."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 
 import pytest
-from PyQt5.QtCore import QRect, Qt
-from PyQt5.QtGui import QFontMetrics, QRegion
-from PyQt5.QtWidgets import QAbstractButton, QLabel, QStyle
 
 from stations.config import StationConfig
-from stations.firmware import Assignment
 from stations.i18n import set_language, tr
-from stations.queue import Entry
 from stations.station import Lookup, StationContext
-from stations.sync import SyncState
 from stations.ui import MainWindow
 from stations.ui.dialogs import SettingsDialog
 from tests.stations.conftest import dead_server_url
-
-SIZE = (1024, 768)
-PRODUCT = {"code": "NH-100-EXTENDED", "revision": 1,
-           "name": "NeuroHub multichannel neural signal acquisition sensor module, rev. B"}
-LOT = {"lot_no": "LOT-20260101-0001", "product": "NH-100-EXTENDED", "quantity": 1000,
-       "qty_good": 998, "step_passed": 300, "status": "in_process", "serials": ["SN-2026-000123"]}
-STEPS = ["SMT", "AOI", "FCT", "CAL", "LABEL", "PACK"]   # this station serves many steps
-MEASURED = {"step": "CAL", "name": "Calibration", "measurements": [
-    {"name": "supply_voltage_at_full_load", "unit": "V", "min": 3.2, "max": 3.4},
-    {"name": "standby_current", "unit": "mA", "min": 30, "max": 50},
-    {"name": "channel_noise_rms", "unit": "uV", "min": None, "max": 4.5}]}
-FLASH = {"step": "FLASH", "name": "Flash firmware", "requires_firmware": True,
-         "measurements": [{"name": "boot_time", "unit": "ms", "min": 0, "max": 900}]}
-REJECTED = Entry(7, "k", "operator-kim-seo-yeon", {
-    "lot_no": LOT["lot_no"], "step": "FLASH", "unit_serial": "SN-2026-000123"}, "rejected", 55,
-    [{"code": "firmware_not_verified",
-      "detail": "version 2.3.1-rc4 of NH-100-EXTENDED was never verified on ST-05"},
-     {"code": "out_of_spec", "detail": "boot_time 1250 > 900"}], 1, None, 0.0)
-SERVER_DOWN = ("HTTPConnectionPool(host='mes.plant.local', port=8000): Max retries exceeded "
-               "with url: /api/v1/lots/LOT-20260101-0001 (Caused by NewConnectionError: "
-               "Failed to establish a new connection: [Errno 111] Connection refused)")
-
-
-def clipped(root) -> list[str]:
-    """Every visible label or button of ``root`` whose text does not fully show."""
-    problems = []
-    for w in root.findChildren((QLabel, QAbstractButton)):
-        text = w.text()
-        if not text or not w.isVisibleTo(root):
-            continue
-        name = f"{type(w).__name__} {w.objectName() or '?'} {text[:50]!r}"
-        fm, rect = QFontMetrics(w.font()), w.contentsRect()
-        if isinstance(w, QLabel) and w.wordWrap():
-            width = rect.width() - 2 * w.margin()
-            need = fm.boundingRect(QRect(0, 0, width, 1 << 20),
-                                   int(Qt.TextWordWrap) | int(w.alignment()), text)
-            if need.width() > width or w.heightForWidth(w.width()) > w.height():
-                problems.append(f"{name}: needs {need.width()}x{w.heightForWidth(w.width())}"
-                                f", has {width}x{w.height()}")
-        else:
-            pad = 0
-            if isinstance(w, QAbstractButton):
-                pad = 2 * w.style().pixelMetric(QStyle.PM_ButtonMargin, None, w)
-            need = max(fm.horizontalAdvance(line) for line in text.split("\n")) + pad
-            if need > rect.width():
-                problems.append(f"{name}: needs width {need}, has {rect.width()}")
-            if fm.height() * len(text.split("\n")) > rect.height():
-                problems.append(f"{name}: needs height {fm.height()}, has {rect.height()}")
-        # Parents (a scroll area's viewport, the window) must not cut the widget either.
-        if w.visibleRegion() != QRegion(w.rect()):
-            problems.append(f"{name}: partly hidden ({w.visibleRegion().boundingRect()} "
-                            f"of {w.rect()})")
-    return problems
-
+from tests.stations.layout_check import (LOT, MEASURED, PRODUCT, SCENES, SERVER_DOWN, SIZE,
+                                         STEPS, clipped)
+from tests.support.procs import ROOT, service_env
 
 @pytest.fixture()
 def window(hangul_app, qtbot, tmp_path):
@@ -104,44 +52,17 @@ def _settle(qtbot):
     qtbot.wait(120)
 
 
-def _status_bar_at_its_longest(w):
-    w.show_sync_state(SyncState(online=False, pending=128, waiting_for="operator-kim-seo-yeon"))
-    w.user_label.setText(tr("status.user", user="supervisor-park-ji-hoon"))
-    w.printer_label.setText(tr("status.printer", state=", ".join(
-        tr(f"printer.{c}") for c in ("paper_out", "ribbon_out", "head_open"))))
-    w.scanner_label.setText(tr("scanner.disconnected"))
-
-
+@pytest.mark.parametrize("scene", sorted(SCENES))
 @pytest.mark.parametrize("language", ["en", "ko"])
-def test_measurement_step_at_another_station_nothing_clipped(window, qtbot, language):
+def test_scenes_nothing_clipped(window, qtbot, language, scene):
     w = window(language)
-    lot = dict(LOT, current_step="CAL")
-    w.ctx.station_record = dict(w.ctx.station_record, steps=["SMT", "AOI", "FCT", "LABEL",
-                                                              "PACK", "FLASH"])
-    w.show_lookup(Lookup(lot, PRODUCT, MEASURED, "SN-2026-000123", cached_at=time.time()))
-    assert w.lot_panel.values["lot.serves"].text().startswith(
-        tr("lot.serves.no", step="CAL", steps="")[:8])
-    for name, value in zip(w.form.fields, ("3.9", "abc", "4.1")):
-        w.form.fields[name].setText(value)
-    _status_bar_at_its_longest(w)
+    SCENES[scene](w)
     _settle(qtbot)
-    assert (w.width(), w.height()) == SIZE
-    problems = clipped(w)
-    assert not problems, "\n".join(problems)
-
-
-@pytest.mark.parametrize("language", ["en", "ko"])
-def test_flash_step_with_firmware_and_a_rejection_nothing_clipped(window, qtbot, language):
-    w = window(language)
-    lot = dict(LOT, current_step="FLASH")
-    w.ctx.station_record = dict(w.ctx.station_record, steps=STEPS + ["FLASH"])
-    w.show_lookup(Lookup(lot, PRODUCT, FLASH, "SN-2026-000123"))
-    a = Assignment(3, 9, "NH-100-EXTENDED", "2.3.1-rc4", "ab" * 32, 1 << 20, "pending", "/x")
-    w.firmware_panel._done([(a, None, ["corrupt"], "sha256 mismatch: the file was cut short")])
-    assert w.firmware_panel.isVisible()
-    w.show_decision(REJECTED)
-    _status_bar_at_its_longest(w)
-    _settle(qtbot)
+    if scene == "measurement":
+        assert w.lot_panel.values["lot.serves"].text().startswith(
+            tr("lot.serves.no", step="CAL", steps="")[:8])
+    else:
+        assert w.firmware_panel.isVisible()
     assert (w.width(), w.height()) == SIZE
     problems = clipped(w)
     assert not problems, "\n".join(problems)
@@ -195,3 +116,32 @@ def test_dialogs_nothing_clipped(window, qtbot, language):
     problems = clipped(settings)
     assert not problems, "\n".join(problems)
     settings.close()
+
+
+def test_scenes_on_a_real_1024x768_x_screen(tmp_path):
+    """The same scenes on Xvfb (xcb platform, the window as big as the screen), both languages."""
+    xvfb = shutil.which("Xvfb")
+    assert xvfb, "Xvfb is required (apt-get install xvfb)"
+    display = next(n for n in range(201, 299) if not os.path.exists(f"/tmp/.X11-unix/X{n}")
+                   and not os.path.exists(f"/tmp/.X{n}-lock"))
+    server = subprocess.Popen([xvfb, f":{display}", "-screen", "0", "1024x768x24",
+                               "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(f"/tmp/.X11-unix/X{display}"):
+            assert server.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.1)
+        env = service_env(DISPLAY=f":{display}", QT_QPA_PLATFORM="xcb")
+        for language in ("en", "ko"):
+            run = subprocess.run([sys.executable, "-m", "tests.stations.layout_check", language,
+                                  str(tmp_path / language)], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, run.stderr[-3000:]
+            report = json.loads(run.stdout.strip().splitlines()[-1])
+            assert report["platform"] == "xcb" and report["screen"] == list(SIZE), report
+            assert report["size"] == list(SIZE), report
+            assert report["problems"] == {name: [] for name in SCENES}, (language, report)
+    finally:
+        server.terminate()
+        server.wait(10)
