@@ -82,6 +82,7 @@ class ApiClient:
         self.last_activity = clock()
         self.logins = 0                   # how many tokens were fetched (renewal is observable)
         self.on_logout = None             # callback(reason) when idle timeout ends the session
+        self.offline_events = 0           # requests that found the server unreachable (any thread)
 
     # -- session ------------------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -181,11 +182,15 @@ class ApiClient:
             resp = self._session().request(method, url, headers=headers,
                                            timeout=timeout or self.timeout, **kwargs)
         except requests.Timeout as exc:
+            self.offline_events += 1
             raise Offline(f"timed out after {timeout or self.timeout:g}s: {exc}") from exc
         except requests.RequestException as exc:  # refused, reset, DNS, no route
+            self.offline_events += 1
             raise Offline(str(exc)) from exc
         if resp.status_code in ok:
             return resp
+        if resp.status_code in (502, 503, 504):
+            self.offline_events += 1
         if resp.status_code == 401 and auth and retry_auth and self._auth.password:
             resp.close()
             with self._lock:  # the server refused the token (restart with a new key?): renew
@@ -199,6 +204,10 @@ class ApiClient:
         return self._send(method, path, **kwargs).json()
 
     # -- API ----------------------------------------------------------------------------
+    def ping(self, timeout: float = 2.0) -> None:
+        """Reach the server's liveness endpoint (no token); raises Offline when it cannot."""
+        self._send("GET", "healthz", auth=False, timeout=min(self.timeout, timeout)).close()
+
     def get_lot(self, lot_no: str) -> dict:
         """The lot with its serials and completions (raises ApiError 404 when unknown)."""
         return self._json("GET", f"api/v1/lots/{quote(lot_no, safe='')}")

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import logging.handlers
 import sys
+from pathlib import Path
 
 from . import config as config_mod
 from .i18n import set_language, tr
@@ -18,14 +19,37 @@ RESTART_FIELDS = ("server", "station", "scanner_mode", "scanner_port", "scanner_
                   "scanner_terminator", "printer_uri", "data_dir")
 
 
-def _logging(cfg: config_mod.StationConfig) -> None:
-    handler = logging.handlers.RotatingFileHandler(cfg.data_path / "station.log",
+LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
+_log_handler: logging.Handler | None = None
+
+
+def setup_logging(data_path: Path) -> logging.Handler:
+    """Log the station's events to ``station.log`` in its data folder (rotating, 4 x 2 MB).
+
+    Calling it again (a new data folder) moves the log; the previous file handler is closed.
+    """
+    global _log_handler
+    handler = logging.handlers.RotatingFileHandler(Path(data_path) / "station.log",
                                                    maxBytes=2_000_000, backupCount=3,
                                                    encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
+    if _log_handler is not None:
+        root.removeHandler(_log_handler)
+        _log_handler.close()
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    logging.getLogger("stations").setLevel(logging.INFO)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)  # libraries: warnings and errors only
+    _log_handler = handler
+    sys.excepthook = _log_uncaught
+    return handler
+
+
+def _log_uncaught(kind, value, trace) -> None:
+    # PyQt5 aborts on an exception escaping a slot; the log keeps why the app stopped.
+    log.critical("uncaught exception", exc_info=(kind, value, trace))
+    sys.__excepthook__(kind, value, trace)
 
 
 class StationApp:
@@ -59,6 +83,8 @@ class StationApp:
         set_language(cfg.language)
         if any(getattr(old, f) != getattr(cfg, f) for f in RESTART_FIELDS):
             self.window.close()  # stops workers; the queue is already on disk
+            if old.data_dir != cfg.data_dir:
+                setup_logging(cfg.data_path)
             self.start()
         else:
             self.window.ctx.cfg = cfg
@@ -98,12 +124,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         cfg = saved[0]
         config_mod.save(cfg, path)
-    _logging(cfg)
+    setup_logging(cfg.data_path)
+    log.info("neurohub-station starting: station %s, server %s, scanner %s %s",
+             cfg.station, cfg.server, cfg.scanner_mode, cfg.scanner_port)
     station = StationApp(app, cfg, path)
     station.start()
     code = app.exec_()
     if station.window is not None:
         station.window.shutdown()
+    log.info("neurohub-station stopped")
     return code
 
 

@@ -38,6 +38,7 @@ class StationConfig:
     data_dir: str = ""
     idle_timeout_min: float = 15.0
     heartbeat_s: float = 30.0
+    probe_s: float = 2.0              # how often an idle station checks the server is there
     request_timeout_s: float = 5.0
     label_poll_s: float = 2.0
     wedge_max_gap_ms: float = 35.0

@@ -10,8 +10,8 @@ from PyQt5.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog,  # noq
                              QDialogButtonBox, QFileDialog, QFormLayout, QFrame, QGridLayout,
                              QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                              QListWidgetItem, QMainWindow, QMessageBox, QProgressBar,
-                             QPushButton, QSizePolicy, QSpinBox, QStatusBar, QVBoxLayout,
-                             QWidget)
+                             QPushButton, QScrollArea, QSizePolicy, QSpinBox, QStatusBar,
+                             QVBoxLayout, QWidget)
 
 Signal = pyqtSignal
 Slot = pyqtSlot

@@ -166,6 +166,14 @@ class CompletionQueue:
                        (limit,)).fetchall()
         return [Entry.from_row(r) for r in rows]
 
+    def open_for(self, lot_no: str, step: str, unit: str | None) -> Entry | None:
+        """The newest undecided entry completing this lot's step (for this unit, or the lot)."""
+        row = self._x("SELECT * FROM completions WHERE state IN ('pending', 'sent') "
+                      "AND json_extract(body, '$.lot_no') = ? AND json_extract(body, '$.step') = ? "
+                      "AND json_extract(body, '$.unit_serial') IS ? ORDER BY seq DESC LIMIT 1",
+                      (lot_no, step, unit)).fetchone()
+        return Entry.from_row(row) if row else None
+
     def counts(self) -> dict[str, int]:
         """Number of entries per state."""
         return {r[0]: r[1] for r in self._x(

@@ -119,6 +119,7 @@ class Scanner(abc.ABC):
         """Decode and hand one raw scan to the callback (never raises into the source)."""
         if raw.strip():
             self.delivered += 1
+            log.info("scanner read %r", raw.strip("\r\n"))
             try:
                 self.on_scan(parse_barcode(raw, self.gs_substitute))
             except Exception:  # a UI bug must not kill the reader thread
@@ -264,16 +265,22 @@ class SerialScanner(Scanner):
 
     def _run(self) -> None:
         delay = 0.2
+        missing_logged = False
         while not self._stop.is_set():
             try:
                 self.serial = self._open()
             except (serial.SerialException, OSError, ValueError) as exc:
+                if not missing_logged:  # once per outage, not once per retry
+                    log.warning("scanner %s not available: %s", self.port, exc)
+                    missing_logged = True
                 self.on_state("disconnected", str(exc))
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
             delay = 0.2
+            missing_logged = False
             self.connected.set()
+            log.info("scanner connected on %s", self.port)
             self.on_state("connected", self.port)
             try:
                 self._read_loop(self.serial)
@@ -281,6 +288,9 @@ class SerialScanner(Scanner):
                 # Unplugging raises SerialException/OSError; a port closed under the reader
                 # can surface as TypeError/AttributeError inside pyserial.
                 if not self._stop.is_set():
+                    log.warning("scanner on %s disconnected: %s", self.port,
+                                str(exc) or type(exc).__name__)
+                    missing_logged = True
                     self.on_state("disconnected", str(exc) or type(exc).__name__)
             finally:
                 self.connected.clear()

@@ -61,7 +61,8 @@ class StationContext:
                                    station_printer=lambda: (self.station_record or {}).get(
                                        "printer_uri"), printer_options=printer_options)
         self.syncer = Syncer(self.api, self.queue, cfg.heartbeat_s,
-                             printer_status=lambda: self.labels.state.summary())
+                             printer_status=lambda: self.labels.state.summary(),
+                             probe_s=cfg.probe_s)
         self.scanner = make_scanner(cfg)
         self.sync_worker: SyncWorker | None = None
         self.label_worker: LabelWorker | None = None
@@ -100,7 +101,9 @@ class StationContext:
             if not ok:
                 raise
             self.api.login_offline(username, password, role)
+            log.info("operator %s logged in offline (server unreachable)", username)
             return {"username": username, "role": role, "offline": True}
+        log.info("operator %s logged in", info.get("username"))
         self.cache.remember_user(username, password, info.get("role"))
         try:
             self.refresh_station()
@@ -124,11 +127,24 @@ class StationContext:
     def lookup(self, barcode: Barcode, current: dict | None = None) -> Lookup:
         """Resolve a scan to a lot (online, else the offline cache); blocking, off the UI thread."""
         started = time.perf_counter()
+        failures = self.api.offline_events
         result = self._lookup(barcode, current)
         result.latency_ms = (time.perf_counter() - started) * 1000
+        if self.api.offline_events != failures and self.sync_worker is not None:
+            self.sync_worker.wake()  # the status bar shows offline now, not at the next probe
+        if result.error:
+            log.warning("scan %r not usable: %s %s", barcode.text, *result.error)
+        else:
+            log.info("scan %r: lot %s at %s%s%s", barcode.text, result.lot["lot_no"],
+                     result.lot.get("current_step"),
+                     f" unit {result.unit}" if result.unit else "",
+                     " (offline copy)" if result.cached_at else "")
         return result
 
     def _lookup(self, barcode: Barcode, current: dict | None) -> Lookup:
+        if barcode.lot_no is None and barcode.serial is not None:
+            # GS1 with a serial (21) but no lot (10): the serial names a unit, never a lot.
+            return self._lookup_serial(barcode.serial, current)
         code = barcode.lot_no or barcode.text
         unit = barcode.serial
         if barcode.error and not code:
@@ -145,12 +161,7 @@ class StationContext:
                 if lot_no is None:
                     return Lookup(error=("error.unknown_barcode", {"code": code}))
                 lot, unit = self.api.get_lot(lot_no), code
-            # The station never shows the lot's completion history; dropping it keeps memory
-            # and the offline cache small on lots with thousands of completions.
-            lot.pop("completions", None)
-            self.cache.put_lot(lot)
-            product = self._product(lot)
-            cached_at = None
+            return self._resolved(lot, unit)
         except Offline:
             hit = self.cache.get_lot(code)
             if hit is None and self.cache.lot_for_serial(code):
@@ -158,10 +169,43 @@ class StationContext:
                 hit = self.cache.get_lot(self.cache.lot_for_serial(code))
             if hit is None:
                 return Lookup(error=("error.offline_not_cached", {"code": code}))
-            lot, cached_at = hit
-            product = self.cache.get_product(lot["product"])
+            return self._cached(hit, unit)
         except ApiError as exc:
             return Lookup(error=("error.server", {"detail": exc.detail}))
+
+    def _lookup_serial(self, serial: str, current: dict | None) -> Lookup:
+        """A unit serial: its lot is the one on screen or the one the cache knows it from."""
+        if current and serial in (current.get("serials") or []):
+            lot_no = current["lot_no"]
+        else:
+            lot_no = self.cache.lot_for_serial(serial)
+        if lot_no is None:
+            return Lookup(error=("error.unknown_serial", {"serial": serial}))
+        try:
+            return self._resolved(self.api.get_lot(lot_no), serial)
+        except Offline:
+            hit = self.cache.get_lot(lot_no)
+            if hit is None:
+                return Lookup(error=("error.offline_not_cached", {"code": lot_no}))
+            return self._cached(hit, serial)
+        except ApiError as exc:
+            return Lookup(error=("error.server", {"detail": exc.detail}))
+
+    def _resolved(self, lot: dict, unit: str | None) -> Lookup:
+        """A lot fetched from the server: cache it, attach its routing step and the unit."""
+        # The station never shows the lot's completion history; dropping it keeps memory
+        # and the offline cache small on lots with thousands of completions.
+        lot.pop("completions", None)
+        self.cache.put_lot(lot)
+        return self._with_step(lot, self._product(lot), unit, None)
+
+    def _cached(self, hit: tuple[dict, float], unit: str | None) -> Lookup:
+        lot, cached_at = hit
+        return self._with_step(lot, self.cache.get_product(lot["product"]), unit, cached_at)
+
+    @staticmethod
+    def _with_step(lot: dict, product: dict | None, unit: str | None,
+                   cached_at: float | None) -> Lookup:
         step = next((s for s in (product or {}).get("routing", [])
                      if s["step"] == lot.get("current_step")), None)
         if unit and unit not in (lot.get("serials") or []):
@@ -188,6 +232,9 @@ class StationContext:
         if firmware is not None:
             body["firmware_version"], body["firmware_sha256"] = firmware.version, firmware.sha256
         entry = self.queue.enqueue(body, self.api.username or "")
+        log.info("completion #%d queued: lot %s step %s%s by %s (key %s)", entry.seq,
+                 body["lot_no"], body["step"], f" unit {unit}" if unit else "", entry.operator,
+                 entry.key)
         if self.sync_worker is not None:
             self.sync_worker.wake()
         return entry

@@ -23,7 +23,7 @@ APP_VERSION = "0.1.0"
 class SyncState:
     """What the status bar shows."""
 
-    online: bool = False
+    online: bool | None = None  # None: not known yet (no answer or failure so far)
     pending: int = 0
     waiting_for: str | None = None  # operator whose queued work needs their login
     error: str | None = None
@@ -33,8 +33,13 @@ class Syncer:
     """One ``tick()`` = drain what can be sent, poll undecided completions, heartbeat if due."""
 
     def __init__(self, api: ApiClient, queue: CompletionQueue, heartbeat_s: float = 30.0,
-                 clock=time.monotonic, printer_status=lambda: None, max_per_tick: int = 100):
+                 clock=time.monotonic, printer_status=lambda: None, max_per_tick: int = 100,
+                 probe_s: float | None = None):
         self.api, self.queue, self.heartbeat_s, self.clock = api, queue, heartbeat_s, clock
+        # Without a probe an idle station only learns the server is gone at its next heartbeat.
+        self.probe_s = probe_s
+        self._next_probe = 0.0
+        self._offline_seen = 0
         self.printer_status = printer_status
         self.max_per_tick = max_per_tick
         self.state = SyncState()
@@ -50,10 +55,13 @@ class Syncer:
         """Do one round; returns True while there is outstanding work (tick again soon)."""
         before = (self.state.online, self.state.pending, self.state.waiting_for)
         try:
+            self._probe()
             self._drain()
             self._poll()
             self._heartbeat()
         except Offline as exc:
+            if self.state.online is not False:
+                log.warning("server unreachable: %s", exc.detail)
             self.state.online, self.state.error = False, exc.detail
         except NotLoggedIn:
             pass  # nothing can be sent until someone logs in; the queue keeps everything
@@ -66,7 +74,25 @@ class Syncer:
         return bool(self.state.pending or self._next_poll)
 
     def _ok(self) -> None:
+        if self.state.online is not True:
+            log.info("server reachable")
         self.state.online, self.state.error = True, None
+
+    def _probe(self) -> None:
+        """Ask the server's liveness endpoint every ``probe_s``, and at once after any request
+        (a lookup on another thread, say) found it unreachable."""
+        if self.probe_s is None:
+            return
+        now = self.clock()
+        failures = getattr(self.api, "offline_events", 0)
+        if failures == self._offline_seen and now < self._next_probe:
+            return
+        self._next_probe = now + self.probe_s
+        try:
+            self.api.ping()
+        finally:  # the probe's own failure must not trigger the next probe
+            self._offline_seen = getattr(self.api, "offline_events", 0)
+        self._ok()
 
     def _drain(self) -> None:
         self.state.waiting_for = None
@@ -85,14 +111,17 @@ class Syncer:
                 raise
             except ApiError as exc:
                 if exc.permanent:  # 400/404/422: the same bytes will always be refused
+                    log.warning("completion #%d refused by the server: %s", entry.seq, exc)
                     self.queue.mark_invalid(entry.seq, exc.detail)
                     self._ok()
                     self.on_decided(self.queue.get(entry.seq))
                     continue
+                log.info("completion #%d not taken yet, will retry: %s", entry.seq, exc)
                 self.queue.note_error(entry.seq, str(exc))  # 409 in flight, 5xx: retry later
                 return
             self._ok()
             self.queue.mark_sent(entry.seq, int(receipt["id"]))
+            log.info("completion #%d sent: server id %s", entry.seq, receipt["id"])
             self._next_poll[entry.seq] = self.clock() + 0.03
 
     def _poll(self) -> None:
@@ -106,6 +135,10 @@ class Syncer:
             if body["status"] in ("accepted", "rejected", "failed"):
                 self.queue.mark_decided(entry.seq, body["status"], body.get("reasons"),
                                         body.get("error"))
+                log.info("completion #%d %s: lot %s step %s%s", entry.seq, body["status"],
+                         entry.body.get("lot_no"), entry.body.get("step"),
+                         "".join(f"; {r.get('code')}: {r.get('detail')}"
+                                 for r in body.get("reasons") or []))
                 self._next_poll.pop(entry.seq, None)
                 self._since.pop(entry.seq, None)
                 self.on_decided(self.queue.get(entry.seq))
@@ -123,6 +156,9 @@ class Syncer:
         try:
             self.api.heartbeat(app_version=APP_VERSION, queued=self.queue.pending_count(),
                                printer_status=self.printer_status())
+        except NotLoggedIn:
+            self._next_hb = now  # beat as soon as an operator logs in
+            raise
         except ApiError as exc:
             if isinstance(exc, (Offline, AuthError)):
                 self._next_hb = now + min(self.heartbeat_s, 2.0)  # retry soon once back

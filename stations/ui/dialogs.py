@@ -8,6 +8,8 @@ from ..i18n import tr
 from ..qt import (QComboBox, QDialog, QFont, QFormLayout, QLabel, QLineEdit, QPushButton,
                   QVBoxLayout, Signal)
 
+MIN_WIDTH = 460  # long messages wrap into a few lines, not a narrow column
+
 
 def _big(widget, size: int = 14):
     font = QFont()
@@ -28,6 +30,7 @@ class LoginDialog(QDialog):
         self.setWindowTitle(tr("login.title"))
         self.setObjectName("loginDialog")
         layout = QVBoxLayout(self)
+        self.setMinimumWidth(MIN_WIDTH)
         layout.addWidget(QLabel(tr("login.badge_hint")))
         form = QFormLayout()
         self.username = _big(QLineEdit())
@@ -57,6 +60,10 @@ class LoginDialog(QDialog):
             self.message.setText("…")
             self.submitted.emit(name, password)
 
+    def _say(self, message: str) -> None:
+        self.message.setText(message)
+        self.adjustSize()  # a longer message needs a taller dialog, never squeezed rows
+
     def accept_scan(self, text: str) -> None:
         """A badge was scanned: fill the username, move to the password."""
         if self.badge_prefix and not text.startswith(self.badge_prefix):
@@ -64,12 +71,20 @@ class LoginDialog(QDialog):
         self.username.setText(text[len(self.badge_prefix):])
         self.password.setFocus()
 
-    def failed(self, message: str) -> None:
-        """Show why the login did not work and let the operator try again."""
-        self.message.setText(message)
+    def reset(self, message: str = "") -> None:
+        """Ready for a (new) operator: message shown, password cleared, cursor in Username."""
+        self._say(message)
         self.password.clear()
         self.button.setEnabled(True)
-        self.password.setFocus()
+        self.username.selectAll()  # typing replaces the last operator's name
+        self.username.setFocus()
+
+    def failed(self, message: str) -> None:
+        """Show why the login did not work and let the operator try again."""
+        self._say(message)
+        self.password.clear()
+        self.button.setEnabled(True)
+        (self.password if self.username.text().strip() else self.username).setFocus()
 
 
 class SettingsDialog(QDialog):
@@ -86,6 +101,7 @@ class SettingsDialog(QDialog):
         self.setWindowTitle(tr("settings.title"))
         self.setObjectName("settingsDialog")
         layout = QVBoxLayout(self)
+        self.setMinimumWidth(MIN_WIDTH)
         form = QFormLayout()
         self.edits: dict[str, QLineEdit] = {}
         for name in self.TEXT_FIELDS[:2]:
@@ -140,6 +156,7 @@ class SettingsDialog(QDialog):
         if problems:
             self.message.setText(tr("settings.invalid",
                                     problems="; ".join(p for _, p in problems)))
+            self.adjustSize()  # a longer message needs a taller dialog, never squeezed rows
             return
         self.saved.emit(cfg)
         self.accept()

@@ -23,6 +23,7 @@ class FirmwarePanel(QGroupBox):
         self.progress = QProgressBar()
         self.progress.setObjectName("firmwareProgress")
         self.progress.setRange(0, 1000)
+        self.progress.setVisible(False)  # only while a download runs
         self.button = QPushButton()
         self.button.setObjectName("firmwareButton")
         self.button.clicked.connect(lambda: self.refresh(quiet=False))
@@ -51,6 +52,7 @@ class FirmwarePanel(QGroupBox):
         self.busy = True
         self.button.setEnabled(False)
         self.progress.setValue(0)
+        self.progress.setVisible(True)
         run_async(self.manager.sync, on_progress=self._progress,
                   on_done=self._done, on_error=lambda exc: self._failed(exc, quiet))
 
@@ -59,6 +61,7 @@ class FirmwarePanel(QGroupBox):
 
     def _done(self, results: list) -> None:
         self.busy = False
+        self.progress.setVisible(False)
         self.button.setEnabled(True)
         self.results = results
         lines = []
@@ -81,6 +84,7 @@ class FirmwarePanel(QGroupBox):
 
     def _failed(self, exc: Exception, quiet: bool) -> None:
         self.busy = False
+        self.progress.setVisible(False)
         self.button.setEnabled(True)
         if not quiet:
             self.status.setText(tr("firmware.failed", detail=str(exc)))

@@ -16,6 +16,7 @@ class LotPanel(QGroupBox):
         super().__init__(parent)
         self.setObjectName("lotPanel")
         form = QFormLayout(self)
+        form.setVerticalSpacing(4)  # fits a long product name and station line at 1024 x 768
         self.lot_label = QLabel(tr("lot.none"))
         self.lot_label.setObjectName("lotNo")
         big = QFont()
@@ -36,6 +37,8 @@ class LotPanel(QGroupBox):
             self.titles[key], self.values[key] = title, value
         self.note = QLabel("")
         self.note.setObjectName("lotNote")
+        self.note.setWordWrap(True)
+        self.note.setVisible(False)  # only for an offline copy: no empty row otherwise
         form.addRow(self.note)
 
     def retranslate(self) -> None:
@@ -52,6 +55,7 @@ class LotPanel(QGroupBox):
             for value in self.values.values():
                 value.setText("")
             self.note.setText("")
+            self.note.setVisible(False)
             return
         step = lot.get("current_step")
         self.lot_label.setText(lot["lot_no"])
@@ -77,3 +81,4 @@ class LotPanel(QGroupBox):
             serves_label.setStyleSheet("color: #b00020; font-weight: bold;")
         self.note.setText(tr("lot.cached", when=time.strftime("%H:%M", time.localtime(cached_at)))
                           if cached_at else "")
+        self.note.setVisible(bool(cached_at))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from ..api_client import AuthError, NotLoggedIn, Offline
 from ..i18n import reason_text, tr
@@ -10,12 +11,9 @@ from ..queue import Entry
 from ..scanner import Barcode, parse_barcode
 from ..station import Lookup, StationContext
 from ..threads import run_async
-from ..qt import (QApplication, QFont, QHBoxLayout, QLabel, QLineEdit, QListWidget, QMainWindow,
-                  QPushButton, Qt, QTimer, QVBoxLayout, QWidget, Signal)
+from ..qt import QApplication, QMainWindow, Qt, QTimer, Signal
 from .dialogs import LoginDialog
-from .firmware_panel import FirmwarePanel
-from .lot_panel import LotPanel
-from .measurement_form import MeasurementForm
+from .main_layout import setup_ui
 from .status import ActivityFilter, ScanBridge, printer_state_text, scanner_text, sync_text
 
 log = logging.getLogger(__name__)
@@ -37,8 +35,14 @@ class MainWindow(QMainWindow):
         self._confirm_out = False
         self._shut = False
         self._pending_scans = 0
+        self._scans = 0            # scans handed to a lookup so far
+        self._shown_scan = 0       # the newest scan whose result is on screen
+        self._sending: int | None = None  # queue seq of the last press, until decided/next scan
         self.setObjectName("mainWindow")
-        self._build()
+        setup_ui(self)
+        self.scan_field.returnPressed.connect(self._manual_scan)
+        self.logout_button.clicked.connect(lambda: self.logout("logout"))
+        self.complete_button.clicked.connect(self.complete)
         self.bridge = ScanBridge()
         self.bridge.scanned.connect(self.handle_barcode)
         self.bridge.state.connect(self._scanner_state)
@@ -56,75 +60,17 @@ class MainWindow(QMainWindow):
         self.refresh_timer.setInterval(700)
         self.refresh_timer.timeout.connect(self._refresh_lot)
         self.retranslate()
+        self._start_sync()
 
-    # -- layout ------------------------------------------------------------------------
-    def _build(self) -> None:
-        root = QWidget()
-        outer = QVBoxLayout(root)
-        top = QHBoxLayout()
-        self.scan_title = QLabel()
-        self.scan_field = QLineEdit()
-        self.scan_field.setObjectName("scanField")
-        self.scan_field.setProperty("scanField", True)
-        self.scan_field.setMinimumHeight(48)
-        self.scan_field.setFont(self._font(18))
-        self.scan_field.returnPressed.connect(self._manual_scan)
-        self.settings_button = QPushButton()
-        self.logout_button = QPushButton()
-        self.logout_button.clicked.connect(lambda: self.logout("logout"))
-        for w in (self.scan_title, self.scan_field, self.settings_button, self.logout_button):
-            top.addWidget(w)
-        outer.addLayout(top)
-        middle = QHBoxLayout()
-        left = QVBoxLayout()
-        self.lot_panel = LotPanel()
-        self.form = MeasurementForm()
-        self.firmware_panel = FirmwarePanel(self.ctx.firmware)
-        self.firmware_panel.setVisible(False)
-        left.addWidget(self.lot_panel)
-        left.addWidget(self.form)
-        left.addWidget(self.firmware_panel)
-        left.addStretch(1)
-        right = QVBoxLayout()
-        self.result_label = QLabel("")
-        self.result_label.setObjectName("resultLabel")
-        self.result_label.setWordWrap(True)
-        self.result_label.setFont(self._font(18, bold=True))
-        self.result_label.setMinimumHeight(120)
-        self.history = QListWidget()
-        self.history.setObjectName("history")
-        self.results_title = QLabel()
-        right.addWidget(self.result_label)
-        right.addWidget(self.results_title)
-        right.addWidget(self.history, 1)
-        middle.addLayout(left, 3)
-        middle.addLayout(right, 2)
-        outer.addLayout(middle, 1)
-        self.complete_button = QPushButton()
-        self.complete_button.setObjectName("completeButton")
-        self.complete_button.setMinimumHeight(90)
-        self.complete_button.setFont(self._font(26, bold=True))
-        self.complete_button.setStyleSheet("QPushButton { background: #1565c0; color: white; }"
-                                           "QPushButton:disabled { background: #9e9e9e; }")
-        self.complete_button.clicked.connect(self.complete)
-        self.complete_button.setEnabled(False)
-        outer.addWidget(self.complete_button)
-        self.setCentralWidget(root)
-        bar = self.statusBar()
-        self.net_label, self.user_label = QLabel(), QLabel()
-        self.printer_label, self.scanner_label = QLabel(), QLabel()
-        self.net_label.setObjectName("netStatus")
-        self.printer_label.setObjectName("printerStatus")
-        for w in (self.net_label, self.user_label, self.printer_label, self.scanner_label):
-            w.setFont(self._font(12))
-            bar.addPermanentWidget(w)
-
-    @staticmethod
-    def _font(size: int, bold: bool = False) -> QFont:
-        font = QFont()
-        font.setPointSize(size)
-        font.setBold(bold)
-        return font
+    def _start_sync(self) -> None:
+        """Start the sync worker now: its probe tells online/offline before anyone logs in."""
+        self.ctx.make_workers()
+        queued = Qt.QueuedConnection
+        self.ctx.sync_worker.state_changed.connect(self.show_sync_state, queued)
+        self.ctx.sync_worker.decided.connect(self.show_decision, queued)
+        self.ctx.sync_worker.auth_problem.connect(lambda m: self.logout("auth"), queued)
+        self.ctx.label_worker.state_changed.connect(self.show_printer_state, queued)
+        self.ctx.sync_worker.start()
 
     def retranslate(self) -> None:
         """Set every static text in the current language."""
@@ -150,8 +96,8 @@ class MainWindow(QMainWindow):
         if self.login_dialog is None:
             self.login_dialog = LoginDialog(self, self.ctx.cfg.badge_prefix)
             self.login_dialog.submitted.connect(self.login)
-        self.login_dialog.failed(message)  # also clears the last password
         self.login_dialog.open()
+        self.login_dialog.reset(message)  # after open(): showing must not move the focus
         return self.login_dialog
 
     def login(self, username: str, password: str) -> None:
@@ -163,14 +109,7 @@ class MainWindow(QMainWindow):
         if self.login_dialog is not None:
             self.login_dialog.accept()
         self.user_label.setText(tr("status.user", user=info["username"]))
-        if self.ctx.sync_worker is None:  # first login: listen to the workers, then start them
-            self.ctx.make_workers()
-            queued = Qt.QueuedConnection
-            self.ctx.sync_worker.state_changed.connect(self.show_sync_state, queued)
-            self.ctx.sync_worker.decided.connect(self.show_decision, queued)
-            self.ctx.sync_worker.auth_problem.connect(lambda m: self.logout("auth"), queued)
-            self.ctx.label_worker.state_changed.connect(self.show_printer_state, queued)
-            self.ctx.start_workers()
+        self.ctx.start_workers()  # the label worker needs a login; the sync worker already runs
         self.ctx.sync_worker.wake()
         for entry in self.ctx.queue.unseen():  # decisions that came while no one watched
             self.show_decision(entry)
@@ -180,6 +119,7 @@ class MainWindow(QMainWindow):
         self.logged_in.emit(info)
 
     def _login_failed(self, exc: Exception) -> None:
+        log.warning("login failed: %s", exc)
         if isinstance(exc, Offline):
             message = tr("login.offline_unknown")
         elif isinstance(exc, AuthError):
@@ -191,6 +131,8 @@ class MainWindow(QMainWindow):
 
     def logout(self, reason: str = "logout") -> None:
         """End the session (button, idle timeout or refused credentials) and ask to log in."""
+        if self.ctx.api.username:
+            log.info("operator %s logged out (%s)", self.ctx.api.username, reason)
         self.ctx.api.logout(reason)
         self.user_label.setText(tr("status.user", user="—"))
         message = {"idle": tr("login.idle", minutes=f"{self.ctx.cfg.idle_timeout_min:g}"),
@@ -217,16 +159,33 @@ class MainWindow(QMainWindow):
         current = self.lookup.lot if self.lookup else None
         # Until this scan resolves, Complete would act on the previous unit: hold it.
         self._pending_scans += 1
+        self._scans += 1
         self.complete_button.setEnabled(False)
-        run_async(self.ctx.lookup, barcode, current, on_done=self._scan_done,
-                  on_error=self._scan_failed)
+        run_async(self.ctx.lookup, barcode, current,
+                  on_done=partial(self._scan_done, self._scans),
+                  on_error=partial(self._scan_failed, self._scans))
 
-    def _scan_done(self, result: Lookup) -> None:
+    def _stale(self, scan: int) -> bool:
+        # Lookups run in parallel: an older scan that resolves late must not replace a newer one.
+        if scan < self._shown_scan:
+            return True
+        self._shown_scan = scan
+        return False
+
+    def _scan_done(self, scan: int, result: Lookup) -> None:
         self._pending_scans -= 1
+        if self._stale(scan):
+            self._update_complete()
+            return
+        self._sending = None  # the operator moved on to what they just scanned
         self.show_lookup(result)
 
-    def _scan_failed(self, exc: Exception) -> None:
+    def _scan_failed(self, scan: int, exc: Exception) -> None:
         self._pending_scans -= 1
+        log.error("lookup failed: %s", getattr(exc, "trace", exc))
+        if self._stale(scan):
+            self._update_complete()
+            return
         if isinstance(exc, NotLoggedIn):
             failed = Lookup(error=("error.login_expired", {}))
             self.show_login(tr("error.login_expired"))
@@ -237,9 +196,9 @@ class MainWindow(QMainWindow):
     def show_lookup(self, result: Lookup, emit: bool = True) -> None:
         """Show a resolved scan: lot panel, measurement form, Complete state."""
         if result.error and result.lot is None:
+            # The operator no longer holds what is on screen: Complete must not act on it.
+            self.clear_item()
             self.show_message(tr(result.error[0], **result.error[1]), "#b00020")
-            if self.lookup is not None and not self._pending_scans:
-                self.show_lookup(self.lookup, emit=False)  # the lot on screen stays usable
             if emit:
                 self.lot_shown.emit(result)
             return
@@ -259,18 +218,51 @@ class MainWindow(QMainWindow):
             self.firmware_panel.show_for(lot["product"])
         self._confirm_out = False
         self.complete_button.setText(tr("complete.button"))
-        self.complete_button.setEnabled(
-            step is not None and bool(serves) and not self._pending_scans and not result.error
-            and lot.get("status") in ("created", "in_process"))
+        in_flight = self._update_complete()
         if emit:  # a background refresh must not replace the decision on screen
-            self._explain(result, serves)
+            self._explain(result, serves, in_flight)
             fields = list(self.form.fields.values())
             (fields[0] if fields else self.scan_field).setFocus()
             self.lot_shown.emit(result)
 
-    def _explain(self, result: Lookup, serves: bool | None) -> None:
+    def clear_item(self) -> None:
+        """Forget the lot and unit on screen (after a scan that did not resolve)."""
+        self.lookup = None
+        self._confirm_out = False
+        self.lot_panel.show_lot(None)
+        self.form.set_specs([])
+        self.firmware_panel.product = None
+        self.firmware_panel.setVisible(self.firmware_panel.has_assignments)
+        self.complete_button.setText(tr("complete.button"))
+        self.complete_button.setEnabled(False)
+
+    def _in_flight(self) -> Entry | None:
+        """A queued, undecided completion of exactly the lot, step and unit on screen."""
+        res = self.lookup
+        if res is None or res.lot is None or res.step is None:
+            return None
+        return self.ctx.queue.open_for(res.lot["lot_no"], res.step["step"], res.unit)
+
+    def _update_complete(self) -> Entry | None:
+        """Enable Complete only for an active item with nothing of it still in flight."""
+        res = self.lookup
+        in_flight = self._in_flight()
+        lot = res.lot if res else None
+        self.complete_button.setEnabled(
+            lot is not None and res.step is not None and not res.error
+            and bool(self.ctx.serves(lot.get("current_step")))
+            and lot.get("status") in ("created", "in_process")
+            and not self._pending_scans and self._sending is None and in_flight is None)
+        return in_flight
+
+    def _explain(self, result: Lookup, serves: bool | None, in_flight: Entry | None = None
+                 ) -> None:
         lot, step = result.lot, result.step
-        if result.error:
+        if in_flight is not None and not result.error:
+            unit = in_flight.body.get("unit_serial")
+            self.show_message(tr("complete.in_flight", seq=in_flight.seq, lot=lot["lot_no"],
+                                 step=step["step"], unit=f" {unit}" if unit else ""), "#8a6d00")
+        elif result.error:
             self.show_message(tr(result.error[0], **result.error[1]), "#b00020")
         elif step is not None and not serves:
             self.show_message(tr("error.wrong_station", step=step["step"]), "#b00020")
@@ -285,12 +277,18 @@ class MainWindow(QMainWindow):
         """Check locally, commit to the queue, let the sync worker send it."""
         self.ctx.api.touch()
         res = self.lookup
-        if self._pending_scans:
-            return None  # a scan is still resolving; its result decides what to complete
+        if self._pending_scans or self._sending is not None:
+            # A scan is still resolving (its result decides what to complete), or this item
+            # was just completed: one press, one completion.
+            return None
         if res is None or res.lot is None or res.step is None:
             self.show_message(tr("error.no_lot"), "#b00020")
             return None
         lot, step = res.lot, res.step
+        in_flight = self._in_flight()
+        if in_flight is not None:
+            self._explain(res, True, in_flight)
+            return None
         if not self.ctx.serves(step["step"]):
             self.show_message(tr("error.wrong_station", step=step["step"]), "#b00020")
             return None
@@ -310,6 +308,8 @@ class MainWindow(QMainWindow):
             self.show_message(tr("complete.out_of_limits_warning"), "#8a6d00")
             return None
         entry = self.ctx.submit(lot, step, values, res.unit, firmware)
+        self._sending = entry.seq
+        self.complete_button.setEnabled(False)  # until its decision or the next scan
         self._confirm_out = False
         self.complete_button.setText(tr("complete.button"))
         online = self.ctx.syncer.state.online
@@ -343,6 +343,10 @@ class MainWindow(QMainWindow):
         while self.history.count() > HISTORY:
             self.history.takeItem(self.history.count() - 1)
         self.ctx.queue.mark_seen(entry.seq)
+        if entry.seq == self._sending:
+            # Complete comes back only with the lot as the server now has it (the refresh
+            # below): the lot on screen may already have moved on to the next step.
+            self._sending = None
         self.show_sync_state(self.ctx.syncer.state, pending=self.ctx.queue.pending_count())
         self.result_shown.emit(entry)
         if self.lookup and self.lookup.lot and self.lookup.lot["lot_no"] == entry.body["lot_no"]:
@@ -369,7 +373,8 @@ class MainWindow(QMainWindow):
     def show_sync_state(self, state, pending: int | None = None) -> None:
         """'online' / 'offline — N queued' / waiting for an operator."""
         self.net_label.setText(sync_text(state, pending))
-        self.net_label.setStyleSheet("" if state.online else "color: #b00020; font-weight: bold;")
+        self.net_label.setStyleSheet("color: #b00020; font-weight: bold;"
+                                     if state.online is False else "")
 
     def show_printer_state(self, state) -> None:
         """Printer status from ~HS, translated."""

@@ -36,12 +36,21 @@ def _fmt(v) -> str:
     return "" if v is None else f"{v:g}"
 
 
+def _limits_text(spec: dict) -> str:
+    """'3.2 … 3.4 V', or 'no limits (V)'."""
+    lo, hi, unit = spec.get("min"), spec.get("max"), spec.get("unit") or ""
+    if lo is None and hi is None:
+        return tr("form.no_limits") + (f" ({unit})" if unit else "")
+    return tr("form.limits", min=_fmt(lo) or "-∞", max=_fmt(hi) or "∞", unit=unit)
+
+
 class MeasurementForm(QWidget):
     """One row per measurement spec: name (unit), value field, limits, verdict."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
         self.specs: list[dict] = []
         self.fields: dict[str, QLineEdit] = {}
         self.verdicts: dict[str, QLabel] = {}
@@ -60,20 +69,22 @@ class MeasurementForm(QWidget):
         self.grid.addWidget(self._empty, 0, 0)
         big = QFont()
         big.setPointSize(16)
+        # The verdict column is as wide as its longest text in this language, no wider: long
+        # measurement names must fit the left column at 1024 x 768.
+        metrics = self.fontMetrics()
+        verdict_width = max(metrics.horizontalAdvance(tr(k)) for k in (
+            "form.in_limits", "form.out_of_limits", "form.not_number")) + 4
         for row, spec in enumerate(specs, start=1):
             name = spec["name"]
-            label = QLabel(f"{name} ({spec.get('unit') or '-'})")
+            label = QLabel(name)  # the unit is in the limits column
             label.setFont(big)
             field = QLineEdit()
             field.setObjectName(f"measure_{name}")
             field.setFont(big)
             field.setMinimumHeight(44)
-            lo, hi = spec.get("min"), spec.get("max")
-            limits = (tr("form.limits", min=_fmt(lo) or "-∞", max=_fmt(hi) or "∞",
-                         unit=spec.get("unit") or "")
-                      if lo is not None or hi is not None else tr("form.no_limits"))
+            limits = _limits_text(spec)
             verdict = QLabel("")
-            verdict.setMinimumWidth(120)
+            verdict.setMinimumWidth(verdict_width)
             field.textChanged.connect(lambda text, s=spec: self._colour(s, text))
             self.grid.addWidget(label, row, 0)
             self.grid.addWidget(field, row, 1)

@@ -31,6 +31,8 @@ def sync_text(state, pending: int | None = None) -> str:
     count = state.pending if pending is None else pending
     if state.waiting_for:
         return tr("queue.waiting_for_user", count=count, user=state.waiting_for)
+    if state.online is None:
+        return tr("status.connecting")
     if not state.online:
         return tr("offline.queued", count=count)
     return tr("online.queued", count=count) if count else tr("online")

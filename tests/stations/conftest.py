@@ -183,3 +183,37 @@ def api_status(stack, headers, path):
     resp = requests.get(stack.url + path, headers=headers, timeout=10)
     assert resp.status_code == 200, resp.text
     return resp.json()
+
+
+class PtyScanner:
+    """A serial scanner on a pseudo-terminal: the app opens ``path``, the test types bytes."""
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        self.path = os.ttyname(self.slave)
+
+    def scan(self, data: bytes, terminator: bytes = b"\r") -> None:
+        """Send one scan as the scanner would (payload, then its terminator)."""
+        os.write(self.master, data + terminator)
+
+    def close(self) -> None:
+        """Unplug: close both ends."""
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+@pytest.fixture()
+def pty_scanner():
+    """A scanner on a pty; request it before ``make_station`` so it outlives the window."""
+    scanner = PtyScanner()
+    yield scanner
+    scanner.close()
+
+
+def dead_server_url() -> str:
+    """A URL where nothing listens: the station is offline from its start."""
+    from tests.support.procs import free_port
+    return f"http://127.0.0.1:{free_port()}"
