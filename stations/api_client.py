@@ -257,6 +257,15 @@ class ApiClient:
         return self._json("POST", f"api/v1/stations/{quote(self.station, safe='')}/labels/"
                           f"{int(job_id)}/ack", json=body)
 
+    def label_font(self, etag: str | None = None) -> tuple[bytes | None, str | None]:
+        """The label font file and its ETag; (None, etag) while ``etag`` is current (304)."""
+        headers = {"If-None-Match": f'"{etag}"'} if etag else {}
+        resp = self._send("GET", "api/v1/labels/font", ok=(200, 304), headers=headers,
+                          timeout=max(self.timeout, 30.0))
+        if resp.status_code == 304:
+            return None, etag
+        return resp.content, resp.headers.get("ETag")
+
     def firmware_assignments(self) -> list[dict]:
         """This station's current firmware assignments."""
         body = self._json("GET", f"api/v1/stations/{quote(self.station, safe='')}/firmware")

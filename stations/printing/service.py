@@ -6,18 +6,25 @@ already marked the job sent, so it must not be lost) → ``sending`` → ``print
 as not printed with the reason, so a supervisor reprints on purpose rather than the app printing
 twice. A printer that is not ready (paper out, head open, unreachable) keeps the job ``pulled``
 and it is retried, because nothing was sent.
+
+Labels name the server's TrueType label font (``^CW``, for Hangul): before a job is sent, every
+font it names is stored on the printer (``~DY`` unless ``^HW`` lists it; a tcp:// printer is
+asked once, and again after any error), from the station's font cache (``fonts``). A label whose
+font can be had from neither is reported as not printed: without it the Hangul would be wrong.
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from printers import (PrinterError, PrinterNotReady, PrinterUnreachable, StatusError,
-                      printer_for_uri)
+from printers import (FontError, LabelFont, PrinterError, PrinterNotReady, PrinterUnreachable,
+                      StatusError, ensure_font, printer_for_uri)
 
 from ..api_client import ApiClient, ApiError, NotLoggedIn, Offline
 from ..queue import CompletionQueue
+from .fonts import FontCache, named_fonts
 
 log = logging.getLogger(__name__)
 STATION_PULL = "station://"
@@ -53,7 +60,7 @@ class LabelService:
 
     def __init__(self, api: ApiClient, queue: CompletionQueue, printer_uri: str,
                  station_printer=lambda: None, status_every: float = 10.0, clock=time.monotonic,
-                 printer_options: dict | None = None):
+                 printer_options: dict | None = None, font_dir: Path | str | None = None):
         self.api, self.queue, self.printer_uri = api, queue, printer_uri
         self.station_printer = station_printer  # the server's printer URI for this station
         self.status_every, self.clock = status_every, clock
@@ -64,6 +71,9 @@ class LabelService:
         self._next_status = 0.0
         self._recovered = False
         self.sent_count = 0
+        # Beside the journal: the data folder, one per station.
+        self.fonts = FontCache(api, font_dir or Path(queue.path).parent / "fonts")
+        self._fonts_on: set[str] = set()  # fonts a tcp:// printer has (asked until an error)
 
     def _printer(self):
         return printer_for_uri(self.printer_uri, **self.printer_options)
@@ -95,6 +105,7 @@ class LabelService:
                 printer.close()
             self._set_state(status.ready, list(status.reasons) + list(status.warnings))
         except (PrinterError, ValueError, OSError) as exc:
+            self._fonts_on.clear()  # it may come back as another printer, without the font
             self._set_state(False, _codes(exc) if isinstance(exc, PrinterError)
                             else ["not_configured"], str(exc))
         self._next_status = self.clock() + self.status_every
@@ -130,22 +141,38 @@ class LabelService:
             if not zpl:
                 self.queue.label_state(job_id, "failed", printed=False, reason="job had no ZPL")
                 continue
+            data = zpl.encode("utf-8")
+            fonts, retry = self._job_fonts(data)
             printer = None
             try:
                 printer = self._printer()
                 status = printer.status()
                 if not status.ready:
                     raise PrinterNotReady(status)
+                missing = self._store_fonts(printer, fonts)
             except (PrinterError, OSError, ValueError) as exc:
                 if printer is not None:
                     printer.close()
+                self._fonts_on.clear()
                 codes = _codes(exc) if isinstance(exc, PrinterError) else ["not_configured"]
                 self._set_state(False, codes, str(exc))
-                return  # nothing was sent: keep the job pulled and retry on a later tick
+                return  # no label was sent: keep the job pulled and retry on a later tick
+            if missing:
+                printer.close()
+                if missing in retry:  # the server could not be asked: nothing sent, try later
+                    log.warning("label %s waits for font %s: %s", job_id, missing,
+                                retry[missing])
+                    return
+                # A label without its font prints wrong (no Hangul): report it, never print.
+                self.queue.label_state(job_id, "failed", printed=False, reason=(
+                    f"label font {missing} is neither on the printer nor served by the "
+                    "server")[:200])
+                continue
             self.queue.label_state(job_id, "sending")
             try:
-                printer.send(zpl.encode("utf-8"), job_id=str(job_id))
+                printer.send(data, job_id=str(job_id))
             except (PrinterError, OSError, ValueError) as exc:
+                self._fonts_on.clear()
                 # Some bytes may have reached the printer: report, never resend on our own.
                 self.queue.label_state(job_id, "failed", printed=False, reason=str(exc)[:200])
                 self._set_state(False, _codes(exc) if isinstance(exc, PrinterError)
@@ -157,6 +184,37 @@ class LabelService:
             self.sent_count += 1
             self._set_state(True, [])
             self.on_printed(job_id)
+
+    def _job_fonts(self, zpl: bytes) -> tuple[dict[str, LabelFont | None], dict[str, str]]:
+        """The fonts a job names that the printer may lack: {path: font, or None when this
+        station cannot get it}, and {path: why} for those the server could not be asked for."""
+        fonts, retry = {}, {}
+        for path in named_fonts(zpl):
+            if path in self._fonts_on:
+                continue
+            fonts[path] = None
+            try:
+                fonts[path] = self.fonts.get(path)
+            except (Offline, NotLoggedIn, FontError) as exc:
+                retry[path] = str(exc) or type(exc).__name__
+            except ApiError as exc:  # a permanent 4xx: asking again changes nothing
+                if not exc.permanent:
+                    retry[path] = str(exc)
+        return fonts, retry
+
+    def _store_fonts(self, printer, fonts: dict[str, LabelFont | None]) -> str | None:
+        """Store each font on the ready printer unless it has it; the first one it lacks and
+        this station cannot send, if any."""
+        for path, font in fonts.items():
+            if font is not None:
+                if ensure_font(printer, font):
+                    log.info("label font %s (%d bytes) sent to %s", path, len(font.data),
+                             self.printer_uri)
+            elif path not in printer.files(path):
+                return path
+            if self.printer_uri.startswith("tcp://"):  # asking others costs nothing
+                self._fonts_on.add(path)
+        return None
 
     def _ack_all(self) -> None:
         for row in self.queue.labels(("printed", "failed")):

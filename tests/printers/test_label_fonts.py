@@ -119,3 +119,38 @@ def test_find_font_names_where_it_looked_and_refuses_non_truetype(tmp_path):
             find_font(str(path))
         with pytest.raises(FontError, match=reason):
             load_font(str(path))
+
+
+def _zplkit_png(data: bytes) -> bytes:
+    """zplkit's own drawing of ``data`` on preview_png's default canvas (4 x 6 in at 203 dpi)."""
+    import zplkit
+    from zplkit.rendering import Limits
+    options = zplkit.Options(profile="zd621", dpi=203, width=812, height=1218)
+    return zplkit.render(data, options, limits=Limits(input_bytes=len(data) + 1024)
+                         ).labels[0].png()
+
+
+def test_preview_hands_zplkit_the_font_as_binary_and_draws_what_the_printer_gets(
+        font, monkeypatch):
+    # zplkit takes only ZPL bytes, so the font goes with every preview; ASCII hex (the old form)
+    # doubled it to 1.4 MB that zplkit decoded digit by digit (~10 ms CPU more per preview).
+    import zplkit
+    real_render, inputs = zplkit.render, []
+
+    def recording_render(data, *args, **kwargs):
+        inputs.append(bytes(data))
+        return real_render(data, *args, **kwargs)
+
+    monkeypatch.setattr(zplkit, "render", recording_render)
+    label = hangul_label(font)
+    previews = [preview_png(label, fonts={font.path: font.data}) for _ in range(3)]
+    assert len(inputs) == 3 and all(data == inputs[0] for data in inputs)
+    assert font.data in inputs[0], "the font's own bytes, not an encoding of them"
+    assert len(inputs[0]) < len(font.data) + len(label) + 64
+    monkeypatch.undo()
+    # The same pixels as from the download the printer receives (:B64:) and from ASCII hex.
+    hex_download = (f"~DY{font.path[:-4]},A,T,{len(font.data)},,".encode()
+                    + font.data.hex().upper().encode() + b"\r\n")
+    for download in (font.download_command(), hex_download):
+        assert previews[0] == (_zplkit_png(download + label), [])
+    assert all(preview == previews[0] for preview in previews)
