@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import uuid
 from pathlib import Path
 
 from flask import Flask, g, request
 from flask.sessions import SessionInterface
 
-from .config import ConfigError, load_config
+from .config import CONFIG_EXIT_STATUS, ConfigError, load_config
 
 __all__ = ["create_app"]
 
@@ -55,9 +56,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         cfg = load_config(overrides=test_config)
     except ConfigError as exc:
         # Every process starts here: one line, no traceback, and a status gunicorn's master
-        # reads as "app failed to load", so it stops instead of re-forking failing workers.
-        from .startup import refuse
-        refuse(exc)
+        # reads as "app failed to load". (Under gunicorn, web/gunicorn_conf.py checks the same
+        # configuration in the master first, so no worker is ever forked with a bad one.)
+        print(exc.code, file=sys.stderr, flush=True)
+        raise SystemExit(CONFIG_EXIT_STATUS) from None
     app.config.update(cfg)
     app.config["MAX_CONTENT_LENGTH"] = cfg["MAX_CONTENT_LENGTH"]
     app.json.sort_keys = False
