@@ -161,8 +161,9 @@ def register_commands(app: Flask) -> None:
     """Add the product's commands to ``app.cli`` (and so to ``neurohub``)."""
     from .cli_firmware import firmware_group, storage_group
     from .supervisor import up_cmd
+    from .watchdog import worker_check_cmd
     for cmd in (create_user_cmd, seed_demo_cmd, relay_cmd, up_cmd, printer_sim_cmd,
-                firmware_group, storage_group):
+                firmware_group, storage_group, worker_check_cmd):
         app.cli.add_command(cmd)
     from .cli_backup import register; register(app)  # noqa: E702 (backup now|list, restore)
 

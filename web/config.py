@@ -56,6 +56,8 @@ _ENV: dict[str, tuple[Any, Any]] = {
     "RESTORE_DRILL_URL": (None, str),
     "STATION_OFFLINE_MINUTES": (5, int),
     "CANARY_STALE_SECONDS": (180.0, float),
+    # `neurohub up` restarts a worker when its canary has not come through in this long (0: off).
+    "WORKER_CANARY_TIMEOUT": (20.0, float),
     # Largest firmware image accepted by POST /api/v1/firmware (bytes of the file part).
     "MAX_FIRMWARE_BYTES": (64 * 1024 * 1024, int),
     # Lifetime of the presigned S3 URL a firmware download redirects to (seconds).
