@@ -12,6 +12,7 @@ from .base import (
     ObjectNotFound,
     StorageAdapter,
     StorageError,
+    StorageUnavailable,
     validate_key,
 )
 from .local import LocalStorage
@@ -28,6 +29,7 @@ __all__ = [
     "S3Storage",
     "StorageAdapter",
     "StorageError",
+    "StorageUnavailable",
     "get_storage",
     "storage_from_uri",
     "validate_key",

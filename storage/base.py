@@ -20,6 +20,7 @@ __all__ = [
     "ObjectNotFound",
     "StorageAdapter",
     "StorageError",
+    "StorageUnavailable",
     "copy_stream",
     "validate_key",
     "validate_prefix",
@@ -43,6 +44,10 @@ class StorageError(Exception):
 
 class ObjectNotFound(StorageError):
     """The requested key does not exist in the store."""
+
+
+class StorageUnavailable(StorageError):
+    """The store cannot be reached right now (endpoint down, network, throttling): retry later."""
 
 
 class InvalidKey(StorageError, ValueError):
@@ -183,6 +188,12 @@ class StorageAdapter(abc.ABC):
         (S3: an unfinished upload is never an object) have nothing to sweep.
         """
         return []
+
+    def check(self) -> None:
+        """Raise StorageError (StorageUnavailable when unreachable) unless the store answers.
+
+        Cheap enough for a readiness probe; a store with nothing to reach does nothing.
+        """
 
     def staging_dir(self) -> Optional[str]:
         """A local directory to spool files for adopt() in (same filesystem), or None."""

@@ -17,6 +17,7 @@ from .base import (
     ObjectNotFound,
     StorageAdapter,
     StorageError,
+    StorageUnavailable,
     _unlink_quietly,
     copy_stream,
     fsync_dir,
@@ -114,6 +115,16 @@ class LocalStorage(StorageAdapter):
         fsync_dir(directory)
         modified = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
         return ObjectInfo(key=key, size=info.size, sha256=info.sha256, modified=modified)
+
+    def check(self) -> None:
+        """The root exists (or can be made) and is writable: a missing mount is unavailable."""
+        base = self._real_base()
+        try:
+            os.makedirs(base, exist_ok=True)
+            if not os.access(base, os.W_OK | os.X_OK):
+                raise PermissionError(f"{base} is not writable")
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage {base!r} is unusable: {exc}") from exc
 
     def staging_dir(self) -> str:
         """The store's root: a file spooled there can be renamed into place (see adopt)."""

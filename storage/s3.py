@@ -16,6 +16,7 @@ from .base import (
     ObjectNotFound,
     StorageAdapter,
     StorageError,
+    StorageUnavailable,
     copy_stream,
     validate_key,
     validate_prefix,
@@ -41,18 +42,28 @@ def _error_code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
+# Answers that mean "the service cannot serve now", not "this request is wrong".
+_UNAVAILABLE_CODES = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable",
+                      "SlowDown", "RequestTimeout"}
+
+
 @contextlib.contextmanager
 def _translate(key: str):
     """Turn boto3/botocore failures into ObjectNotFound / StorageError."""
     from boto3.exceptions import Boto3Error
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError,
+                                     HTTPClientError)
 
     try:
         yield
     except ClientError as exc:
         if _error_code(exc) in _NOT_FOUND_CODES:
             raise ObjectNotFound(key) from exc
+        if _error_code(exc) in _UNAVAILABLE_CODES:
+            raise StorageUnavailable(f"S3 is unavailable ({key!r}): {exc}") from exc
         raise StorageError(f"S3 request failed for {key!r}: {exc}") from exc
+    except (ConnectionError, HTTPClientError) as exc:  # endpoint unreachable, timeouts
+        raise StorageUnavailable(f"S3 is unreachable ({key!r}): {exc}") from exc
     except (BotoCoreError, Boto3Error) as exc:
         raise StorageError(f"S3 request failed for {key!r}: {exc}") from exc
 
@@ -111,6 +122,7 @@ class S3Storage(StorageAdapter):
         env = os.environ
         self.endpoint_url = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
         self.client = client if client is not None else self._make_client(region)
+        self._probe = client  # built on first check() unless the caller gave its own client
         self._transfer_config = None
 
     def __repr__(self) -> str:
@@ -132,6 +144,26 @@ class S3Storage(StorageAdapter):
         return boto3.session.Session().client(
             "s3", region_name=region or None, endpoint_url=self.endpoint_url, config=config
         )
+
+    def check(self) -> None:
+        """HEAD the bucket once, failing fast: a readiness probe must not wait out retries."""
+        with _translate(self.bucket):
+            self._probe_client().head_bucket(Bucket=self.bucket)
+
+    def _probe_client(self) -> Any:
+        """``self.client`` with one attempt and short timeouts (built once; a client passed
+        in by the caller is used as it is)."""
+        if self._probe is None:
+            import boto3
+            from botocore.config import Config
+
+            quick = Config(connect_timeout=2, read_timeout=3,
+                           retries={"mode": "standard", "max_attempts": 1})
+            meta = self.client.meta
+            self._probe = boto3.session.Session().client(
+                "s3", region_name=meta.region_name, endpoint_url=self.endpoint_url,
+                config=meta.config.merge(quick))
+        return self._probe
 
     def _transfer(self, file_source: bool = False) -> Any:
         """TransferConfig for managed uploads (built lazily: it needs boto3)."""

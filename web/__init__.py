@@ -73,9 +73,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         Path(cfg["NEUROHUB_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _sqlite_engine_options(cfg["DATABASE_URL"])
     else:
+        # pool_pre_ping: a pooled connection that died while idle (PostgreSQL restarted, a
+        # proxy or firewall cut it) is replaced at checkout instead of failing one request.
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
             "pool_size": cfg["DB_POOL_SIZE"], "max_overflow": 5, "pool_recycle": 1800,
-            "pool_timeout": 10, "connect_args": {"connect_timeout": 5}}
+            "pool_timeout": 10, "pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter on every start

@@ -109,42 +109,42 @@ RELAY_BATCH = 500  # outbox rows per relay pass
 @with_appcontext
 def relay_cmd(once):
     """Publish committed outbox messages to the broker (runs until SIGTERM)."""
-    from workers.broker import make_publisher, queue_depth
+    from workers.broker import publisher, queue_depth
     from workers.signals import lower_priority
     from .extensions import db
     from .services.outbox import relay_batch
     celery_app = current_app.extensions["celery"]
     lower_priority(current_app)
-    publish = make_publisher(celery_app)
     interval = current_app.config["OUTBOX_RELAY_INTERVAL"]
     redispatch = current_app.config["OUTBOX_REDISPATCH_SECONDS"]
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     backoff = interval
     log.info("outbox relay started (interval %.3fs, redispatch after %.0fs)", interval, redispatch)
-    while not stopping:
-        try:
-            stats = relay_batch(publish, lambda q: queue_depth(celery_app, q),
-                                batch=RELAY_BATCH, redispatch_after=redispatch,
-                                window=current_app.config["RELAY_QUEUE_WINDOW"])
-            # Straight on only while a full batch came back (a backlog); otherwise wait one
-            # interval, so that what arrives meanwhile goes out together, coalesced per lot.
-            busy = stats.fetched >= RELAY_BATCH
-            if stats.errors:
-                log.warning("relay: broker error: %s", stats.errors[0])
-                backoff = min(backoff * 2 or 0.1, 5.0)
-            else:
-                backoff = interval
-        except Exception as exc:  # database down: keep trying, nothing is lost
-            db.session.rollback()
-            log.warning("relay: %s: %s", type(exc).__name__, exc)
-            busy, backoff = 0, min(max(backoff, 0.1) * 2, 5.0)
-        finally:
-            db.session.remove()
-        if once:
-            break
-        if not busy or backoff > interval:
-            time.sleep(backoff)
+    with publisher(celery_app) as publish:  # one producer for the relay's life
+        while not stopping:
+            try:
+                stats = relay_batch(publish, lambda q: queue_depth(celery_app, q),
+                                    batch=RELAY_BATCH, redispatch_after=redispatch,
+                                    window=current_app.config["RELAY_QUEUE_WINDOW"])
+                # Straight on only while a full batch came back (a backlog); otherwise wait one
+                # interval, so that what arrives meanwhile goes out together, coalesced per lot.
+                busy = stats.fetched >= RELAY_BATCH
+                if stats.errors:
+                    log.warning("relay: broker error: %s", stats.errors[0])
+                    backoff = min(backoff * 2 or 0.1, 5.0)
+                else:
+                    backoff = interval
+            except Exception as exc:  # database down: keep trying, nothing is lost
+                db.session.rollback()
+                log.warning("relay: %s: %s", type(exc).__name__, exc)
+                busy, backoff = 0, min(max(backoff, 0.1) * 2, 5.0)
+            finally:
+                db.session.remove()
+            if once:
+                break
+            if not busy or backoff > interval:
+                time.sleep(backoff)
     log.info("outbox relay stopped")
 
 
@@ -161,8 +161,9 @@ def register_commands(app: Flask) -> None:
     """Add the product's commands to ``app.cli`` (and so to ``neurohub``)."""
     from .cli_firmware import firmware_group, storage_group
     from .supervisor import up_cmd
+    from .watchdog import worker_check_cmd
     for cmd in (create_user_cmd, seed_demo_cmd, relay_cmd, up_cmd, printer_sim_cmd,
-                firmware_group, storage_group):
+                firmware_group, storage_group, worker_check_cmd):
         app.cli.add_command(cmd)
     from .cli_backup import register; register(app)  # noqa: E702 (backup now|list, restore)
 

@@ -138,6 +138,9 @@ SETTINGS: tuple[Setting, ...] = (
       "scratch PostgreSQL database the weekly restore drill restores into; unset: no drill"),
     S("STATION_OFFLINE_MINUTES", 5, int, "a station without heartbeat this long is offline"),
     S("CANARY_STALE_SECONDS", 180.0, float, "a worker canary older than this is stale"),
+    S("WORKER_CANARY_TIMEOUT", 20.0, float,
+      "`neurohub up` restarts a worker whose canary has not come through its queue in this "
+      "many seconds (0: off)"),
     S("OUTBOX_REDISPATCH_SECONDS", 30, float, "an unfinished outbox message is resent after"),
     S("OUTBOX_RELAY_INTERVAL", 0.1, float,
       "seconds between relay passes (what arrives meanwhile goes out together)"),

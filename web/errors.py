@@ -142,6 +142,16 @@ def register_error_handlers(app: Flask) -> None:
         return problem(400, "Bad request", str(exc),
                        errors=[{"field": "query.cursor", "message": str(exc)}])
 
+    from storage import InvalidKey, ObjectNotFound, StorageError
+
+    @app.errorhandler(StorageError)
+    def _storage(exc: StorageError):
+        if isinstance(exc, (ObjectNotFound, InvalidKey)):  # a key that cannot exist: not found
+            return problem(404, "Not found", "no such stored file")
+        log.warning("storage unavailable on %s %s: %s", request.method, request.path, exc)
+        return problem(503, "Service unavailable", "the file storage is unavailable; retry "
+                       "later", headers={"Retry-After": "30"}, service="storage")
+
     @app.errorhandler(DBAPIError)
     def _db(exc: DBAPIError):
         if isinstance(exc, DataError):  # e.g. a NUL character, which PostgreSQL cannot store

@@ -131,8 +131,11 @@ def up_cmd(host, port, flower, printer_sim):
                    f"{cfg['NEUROHUB_DATA_DIR']}/printed-labels, control "
                    f"http://127.0.0.1:{cfg['PRINTER_SIM_PORT'] + 1}/status)")
     click.echo("Press Ctrl-C to stop.")
+    from .watchdog import make_watch, restart_stale
+    watch = make_watch(children)  # restarts a worker whose queue's canary stops coming through
     while not stopping:
         time.sleep(0.2)
+        restart_stale(watch, children, env)
         for c in children:
             if c.proc.poll() is None or stopping:
                 continue

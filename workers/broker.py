@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 from celery import Celery
 from kombu.exceptions import ChannelError
@@ -10,29 +11,36 @@ log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
 
 
-def make_publisher(celery_app: Celery):
-    """A publish(task, args, queue, task_id) function for the outbox relay.
+@contextmanager
+def publisher(celery_app: Celery):
+    """A publish(task, args, queue, task_id) function for the outbox relay, for this block.
+
+    One producer (and broker connection) serves every message published in the block, not a
+    pool round trip per message, and goes back to the pool when the block ends: the relay holds
+    one for its life, each outbox sweep one for its run.
 
     Messages go through the default exchange straight to the queue named by the routing key, so
     delivery needs no exchange bindings in the broker: after a Redis flush or restart (bindings
     gone, and kombu still caching them as declared) a republished message still lands in its queue.
     """
-
-    held = {}
+    held = []
 
     def publish(task: str, args: list, queue: str, task_id: str) -> None:
-        # One producer (and connection) for the life of the relay, not a pool round per message.
-        if "producer" not in held:
-            held["producer"] = celery_app.producer_pool.acquire(block=True, timeout=10)
+        if not held:
+            held.append(celery_app.producer_pool.acquire(block=True, timeout=10))
         try:
             celery_app.send_task(task, args=args, task_id=task_id, exchange="",
                                  routing_key=queue, retry=True, retry_policy=RETRY_POLICY,
-                                 producer=held["producer"])
+                                 producer=held[0])
         except Exception:
-            held.pop("producer").release()  # a broken connection is not reused
+            held.pop().release()  # the next publish takes a fresh producer from the pool
             raise
 
-    return publish
+    try:
+        yield publish
+    finally:
+        if held:
+            held.pop().release()
 
 
 def publish_claimed(celery_app: Celery, messages: list[tuple]) -> int:

@@ -105,7 +105,7 @@ def test_two_beats_for_two_minutes_make_exactly_one_backup_per_slot(app, db, pg_
 
 def _canary(client) -> dict:
     body = client.get("/readyz").get_json()
-    assert body["checks"] == {"database": "ok", "broker": "ok"}, body
+    assert body["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}, body
     return body["detail"]["canary"]["default"]
 
 

@@ -77,10 +77,10 @@ class Proc:
 
 
 def celery_worker(env: dict, log_dir: Path, name: str = "worker", queues: str = "completions,default",
-                  concurrency: int = 2) -> Proc:
+                  concurrency: int = 2, loglevel: str = "WARNING") -> Proc:
     """A real Celery worker process on the given queues."""
     return Proc(name, [sys.executable, "-m", "celery", "-A", "workers.main", "worker", "-Q", queues,
-                       "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "-l", "WARNING",
+                       "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "-l", loglevel,
                        "--without-gossip", "--without-mingle"], env, log_dir)
 
 

@@ -22,7 +22,7 @@ def healthz():
 @bp.get("/readyz")
 @spec(tags=["health"], public=True)
 def readyz():
-    """Database and broker are reachable (503 otherwise)."""
+    """Database, broker and storage reachable, completions being decided (503 otherwise)."""
     from workers.broker import ping_broker  # the Celery app is attached by the factory
     checks = {}
     try:
@@ -39,17 +39,42 @@ def readyz():
     except Exception as exc:
         log.warning("readyz: broker check failed: %s", exc)
         checks["broker"] = f"error: {type(exc).__name__}"
+    checks["storage"] = _check_storage()
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     if checks["database"] == "ok":
         body["detail"] = _detail()
+        if _completions_stale(body["detail"]):
+            # Stations' completions would be accepted (202) and never decided.
+            checks["completions_worker"] = "stale: no completions canary came through"
+            body["status"], ready = "unavailable", False
     return (body, 200) if ready else (body, 503, {"Retry-After": "5"})
 
 
-def _detail() -> dict:
-    """Housekeeping as the database records it: informative, never a reason for 503.
+def _check_storage() -> str:
+    """The storage check: "ok" when every area (firmware, backups) answers."""
+    from storage import AREAS
+    from ..services.storage_sync import area_storage
+    try:
+        for area in AREAS:
+            area_storage(area).check()
+        return "ok"
+    except Exception as exc:
+        log.warning("readyz: storage check failed: %s", exc)
+        return f"error: {type(exc).__name__}"
 
-    A stale canary means workers stopped consuming a queue; the web tier itself is still ready.
+
+def _completions_stale(detail: dict) -> bool:
+    """The completions queue's canary is stale (a never-seen canary is a fresh install)."""
+    return detail.get("canary", {}).get("completions", {}).get("status") == "stale"
+
+
+def _detail() -> dict:
+    """Housekeeping as the database records it: informative, a reason for 503 only in one case.
+
+    A stale canary means workers stopped consuming a queue. For printing, I/O and default the
+    web tier stays ready; a stale completions canary makes it not ready (see readyz), since
+    every completion a station sends would then be accepted and never decided.
     """
     from beat.schedule import QUEUES
     from ..services import backups, periodic

@@ -111,7 +111,9 @@ def _execute_raw(conn, sql: str, params: dict):
     except psycopg.Error as exc:
         dead = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
         if dead:
-            conn.invalidate(exc)  # the pool must not hand this connection out again
+            # The pool must not hand this one out again; the pool's other connections are
+            # pinged at checkout (pool_pre_ping), so a dead one is replaced before it is used.
+            conn.invalidate(exc)
         # The same exception types as conn.execute: the API maps OperationalError to a 503.
         raise DBAPIError.instance(sql, params, exc, psycopg.Error,
                                   connection_invalidated=dead) from exc

@@ -96,14 +96,21 @@ class RelayStats:
     errors: list[str] = field(default_factory=list)
 
 
-def _dead_letter(msg, reason: str) -> None:
-    """A message that never got processed: record the failure on its subject and drop it."""
+def _dead_letter(msg, now, reason: str) -> bool:
+    """A message that never got processed: record the failure on its subject and drop it.
+
+    Only while the row is as this pass read it (another relay may have claimed it since).
+    """
+    gone = db.session.execute(delete(OutboxMessage).where(
+        OutboxMessage.id.in_(_still_due([msg.id], now))).returning(OutboxMessage.id)).first()
+    if gone is None:
+        return False
     log.error("outbox message %s (%s %s) dead-lettered: %s", msg.id, msg.task, msg.args, reason)
     if msg.task == COMPLETION_TASK:
         db.session.execute(update(Completion).where(
             Completion.id == msg.args[0], Completion.status == "received").values(
             status="failed", error=reason, processed_at=utcnow()))
-    db.session.execute(delete(OutboxMessage).where(OutboxMessage.id == msg.id))
+    return True
 
 
 def _coalesce(due: list) -> list[list]:
@@ -137,6 +144,74 @@ def _waits_for_its_lot(now):
                 lot.in_(in_flight))
 
 
+def _read_due(now, batch: int) -> list:
+    """Due rows, read outside any transaction: no row or write lock is taken."""
+    m = OutboxMessage
+    stmt = (select(m.id, m.task, m.args, m.queue, m.dedup_key, m.attempts, m.dispatched_at)
+            .where(m.available_at <= now, not_(_waits_for_its_lot(now)))
+            .order_by(m.available_at, m.id).limit(batch))
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return conn.execute(stmt).all()
+
+
+def _still_due(ids: list[int], now):
+    """Those of ``ids`` that are still due (nobody claimed them since our read), row-locked.
+
+    SKIP LOCKED: a row another relay is claiming right now is left to it, so two relays never
+    wait for each other (nor deadlock on rows locked in different orders).
+    """
+    m = OutboxMessage
+    return (select(m.id).where(m.id.in_(ids), m.available_at <= now)
+            .with_for_update(skip_locked=True))
+
+
+def _postpone(ids: list[int], now, until) -> None:
+    """Make rows that are still due (nobody claimed them meanwhile) due again at ``until``."""
+    if ids:
+        m = OutboxMessage
+        db.session.execute(update(m).where(m.id.in_(_still_due(ids, now))).values(
+            available_at=until), execution_options={"synchronize_session": False})
+
+
+def _claim(groups: list[list], now, redispatch_after: float) -> list[list]:
+    """Mark the groups' rows dispatched in the current transaction; returns what this pass got.
+
+    A row another relay claimed after our read (no longer due) is left out, so no row is
+    published by two relays. Rows are claimed before they are published, so a relay killed in
+    between loses nothing: the claimed rows are due again after the redispatch delay.
+    """
+    m = OutboxMessage
+    by_attempts: dict[int, list[int]] = defaultdict(list)
+    for members in groups:
+        for msg in members:
+            by_attempts[msg.attempts].append(msg.id)
+    got: set[int] = set()
+    for attempts, ids in by_attempts.items():
+        delay = min(redispatch_after * 2 ** attempts, MAX_BACKOFF_SECONDS)
+        got.update(db.session.scalars(update(m).where(m.id.in_(_still_due(ids, now)))
+                                      .values(attempts=attempts + 1, dispatched_at=now,
+                                              available_at=now + timedelta(seconds=delay))
+                                      .returning(m.id),
+                                      execution_options={"synchronize_session": False}))
+    claimed = [[msg for msg in members if msg.id in got] for members in groups]
+    return [members for members in claimed if members]
+
+
+def _unclaim(groups: list[list], now, error: str) -> None:
+    """Give back claimed rows whose publish did not happen: due again now, attempts as before."""
+    m = OutboxMessage
+    by_state: dict[tuple, list[int]] = defaultdict(list)
+    for members in groups:
+        for msg in members:
+            by_state[(msg.attempts, msg.dispatched_at)].append(msg.id)
+    for (attempts, dispatched_at), ids in by_state.items():
+        db.session.execute(update(m).where(m.id.in_(ids), m.dispatched_at == now).values(
+            attempts=attempts, dispatched_at=dispatched_at, available_at=now),
+            execution_options={"synchronize_session": False})
+    head = groups[0][-1]
+    db.session.execute(update(m).where(m.id == head.id).values(last_error=error[:500]))
+
+
 def relay_batch(publish: Callable[[str, list, str, str], None],
                 queue_depth: Callable[[str], int | None], *, batch: int = 500,
                 redispatch_after: float = 30.0, max_attempts: int = 10,
@@ -153,79 +228,69 @@ def relay_batch(publish: Callable[[str, list, str, str], None],
     fall behind, each task decides more completions, so the per-task cost stops growing the
     backlog. A lost in-flight message becomes due after ``redispatch_after`` and then goes out
     together with the waiting ones.
+
+    No database transaction is open while the broker is asked anything: the due rows are read
+    without locks, queue depths asked, the rows to publish claimed in one short transaction,
+    and published after its commit. On the embedded SQLite a transaction holds the database's
+    write lock, so a broker that is slow to answer never stalls the web or the workers.
     """
     stats = RelayStats()
     session = db.session
     now = utcnow()
-    m = OutboxMessage
-    stmt = (select(m.id, m.task, m.args, m.queue, m.dedup_key, m.attempts, m.dispatched_at)
-            .where(m.available_at <= now, not_(_waits_for_its_lot(now)))
-            .order_by(m.available_at, m.id).limit(batch))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)  # concurrent relays split the work
-    rows = session.execute(stmt).all()
+    rows = _read_due(now, batch)
     stats.fetched = len(rows)
     if not rows:
-        session.rollback()
         return stats
     depths: dict[str, int | None] = {}
-    sent: dict[int, list[int]] = defaultdict(list)  # attempts before -> ids (one UPDATE each)
-    deferred: list[int] = []
-    held: list[int] = []
-    due = []
+
+    def depth(queue: str) -> int | None:
+        if queue not in depths:
+            depths[queue] = queue_depth(queue)
+        return depths[queue]
+
+    dead, deferred, held, due = [], [], [], []
     for msg in rows:
         if msg.dispatched_at is not None:
             if msg.attempts >= max_attempts:
-                _dead_letter(msg, f"not processed after {msg.attempts} dispatches")
-                stats.dead += 1
+                dead.append(msg)
                 continue
-            if msg.queue not in depths:
-                depths[msg.queue] = queue_depth(msg.queue)
             overdue = (now - msg.dispatched_at).total_seconds() > 10 * redispatch_after
-            if depths[msg.queue] and not overdue:
+            if depth(msg.queue) and not overdue:
                 # Workers still have a backlog: the message is most likely still queued.
                 deferred.append(msg.id)
                 continue
         due.append(msg)
+    groups = []
     for members in _coalesce(due):
         head = members[-1]
         if window and head.dispatched_at is None:
-            if head.queue not in depths:
-                depths[head.queue] = queue_depth(head.queue)
-            if (depths[head.queue] or 0) >= window:
+            if (depth(head.queue) or 0) >= window:
                 # Step aside briefly so the next passes read other due messages, not these.
                 held.extend(msg.id for msg in members)
                 continue
             depths[head.queue] = (depths[head.queue] or 0) + 1
+        groups.append(members)
+    for msg in dead:
+        stats.dead += _dead_letter(msg, now, f"not processed after {msg.attempts} dispatches")
+    _postpone(held, now, now + timedelta(seconds=HOLD_SECONDS))
+    _postpone(deferred, now, now + timedelta(seconds=redispatch_after))
+    stats.held, stats.deferred = len(held), len(deferred)
+    groups = _claim(groups, now, redispatch_after)
+    session.commit()
+    for i, members in enumerate(groups):
+        head = members[-1]  # the newest: the worker decides the lot's older ones first
         try:
             publish(head.task, list(head.args), head.queue, head.dedup_key.replace(":", "-"))
-        except Exception as exc:  # broker down: keep the rest for the next pass
+        except Exception as exc:  # broker down: give the rest back for the next pass
             stats.errors.append(f"{type(exc).__name__}: {exc}")
-            session.execute(update(m).where(m.id == head.id).values(last_error=str(exc)[:500]))
+            _unclaim(groups[i:], now, str(exc))
+            session.commit()
             break
         for msg in members:
             if msg.dispatched_at is None:
                 stats.published += 1
             else:
                 stats.republished += 1
-            sent[msg.attempts].append(msg.id)
-    for attempts, ids in sent.items():
-        delay = min(redispatch_after * 2 ** attempts, MAX_BACKOFF_SECONDS)
-        session.execute(update(m).where(m.id.in_(ids)).values(
-            attempts=attempts + 1, dispatched_at=now,
-            available_at=now + timedelta(seconds=delay)), execution_options={
-            "synchronize_session": False})
-    if held:
-        session.execute(update(m).where(m.id.in_(held)).values(
-            available_at=now + timedelta(seconds=HOLD_SECONDS)),
-            execution_options={"synchronize_session": False})
-        stats.held = len(held)
-    if deferred:
-        session.execute(update(m).where(m.id.in_(deferred)).values(
-            available_at=now + timedelta(seconds=redispatch_after)),
-            execution_options={"synchronize_session": False})
-        stats.deferred = len(deferred)
-    session.commit()
     return stats
 
 

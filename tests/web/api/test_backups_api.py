@@ -72,7 +72,7 @@ def test_verify_is_queued_and_its_result_shows(client, auth, db, store):
 
 def test_readyz_shows_the_drill_result_canary_and_backup_age(client, auth, db, store):
     body = client.get("/readyz").json
-    assert body["checks"] == {"database": "ok", "broker": "ok"}
+    assert body["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
     assert body["detail"]["restore_drill"]["result"] == "never"
     assert body["detail"]["backup"]["status"] == "none"
     bid = client.post("/api/v1/backups", headers=auth("admin")).json["id"]

@@ -163,4 +163,4 @@ def test_readyz_checks_database_and_broker(client):
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert body["status"] == "ready"
-    assert body["checks"] == {"database": "ok", "broker": "ok"}
+    assert body["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}

@@ -275,3 +275,94 @@ def test_a_message_without_a_lot_is_neither_gated_nor_gating(app, db, three_lots
         rec = Recorder()
         assert relay_batch(rec, lambda q: 0).published == 2  # the other lots still go out
         assert [s[1][0] for s in rec.sent] == three_lots[1:]
+
+
+def _lock_probe_pg(url):
+    """A publish that, while it runs, updates the rows being published from another connection
+    with a short lock timeout: it fails if the relay holds their row locks."""
+    import psycopg
+    params = url.replace("postgresql+psycopg://", "postgresql://")
+    rec = Recorder()
+
+    def publish(task, args, queue, task_id):
+        with psycopg.connect(params, autocommit=True) as other:
+            other.execute("SET lock_timeout = '500ms'")
+            other.execute("UPDATE outbox_messages SET last_error = last_error")
+            idle = other.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND state LIKE 'idle in transaction%'")
+            assert idle.fetchone()[0] == 0, "a transaction is open while publishing"
+        rec(task, args, queue, task_id)
+    return rec, publish
+
+
+def test_no_row_lock_or_transaction_is_held_while_publishing(app, db, three_lots, pg_database):
+    rec, publish = _lock_probe_pg(pg_database)
+    with app.app_context():
+        assert relay_batch(publish, lambda q: 0, redispatch_after=30).published == 3
+        _age(db, 31)
+        assert relay_batch(publish, lambda q: 0, redispatch_after=30).republished == 3
+    assert len(rec.sent) == 6
+
+
+def test_the_broker_is_never_asked_inside_a_transaction(app, db, three_lots, pg_database):
+    _, probe = _lock_probe_pg(pg_database)
+    asked = []
+
+    def depth(queue):
+        probe("-", [], queue, "-")  # the same checks while the broker is asked a queue's depth
+        asked.append(queue)
+        return 0
+    with app.app_context():
+        assert relay_batch(Recorder(), depth, window=64).published == 3
+    assert asked == ["completions"]
+
+
+def test_embedded_sqlite_write_lock_is_free_while_publishing(app, tmp_path):
+    """On SQLite every transaction holds the database's write lock: none may span a publish."""
+    import sqlite3
+
+    from flask_migrate import upgrade
+
+    from tests.conftest import TEST_CONFIG
+    from web import create_app
+    from web.extensions import db as _db
+    from web.services import outbox
+    path = tmp_path / "var" / "neurohub.sqlite3"
+    app2 = create_app(dict(TEST_CONFIG, NEUROHUB_DATA_DIR=str(tmp_path / "var")))
+    try:
+        with app2.app_context():
+            upgrade()
+            for i in range(3):
+                outbox.enqueue("labels.print", [i], "printing", f"label:{i}")
+            _db.session.commit()
+            rec = Recorder()
+
+            def publish(task, args, queue, task_id):
+                other = sqlite3.connect(path, timeout=0, isolation_level=None)
+                try:
+                    other.execute("BEGIN IMMEDIATE")  # 'database is locked' if a writer is open
+                    other.execute("ROLLBACK")
+                finally:
+                    other.close()
+                rec(task, args, queue, task_id)
+
+            stats = relay_batch(publish, lambda q: 0, redispatch_after=30)
+            assert (stats.published, stats.errors) == (3, [])
+            _db.session.remove()
+            _db.engine.dispose()
+    finally:
+        app.extensions["celery"].set_default()  # create_app made its own the default
+    assert [s[3] for s in rec.sent] == ["label-0", "label-1", "label-2"]
+
+
+def test_a_failed_publish_gives_its_claim_back(app, db, three_lots):
+    rec = Recorder(fail_after=1)
+    with app.app_context():
+        stats = relay_batch(rec, lambda q: 0, redispatch_after=30)
+        assert stats.published == 1 and stats.errors
+        rows = db.session.execute(select(OutboxMessage.attempts, OutboxMessage.dispatched_at,
+                                         OutboxMessage.available_at <= utcnow())
+                                  .order_by(OutboxMessage.id)).all()
+        # the first is in flight; the other two are due again at once, as never dispatched
+        assert [(r[0], r[1] is None, r[2]) for r in rows] == [
+            (1, False, False), (0, True, True), (0, True, True)]

@@ -1,0 +1,128 @@
+"""Worker liveness by canary: `neurohub up` restarts a wedged worker; `worker-check` for
+systemd/compose; a stale completions canary makes /readyz not ready."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+
+import psutil
+import pytest
+import requests
+
+from tests.support.procs import ROOT, Proc, free_port, wait_until
+from web.models import PeriodicRun, utcnow
+
+
+def _canary_at(db, queue: str, seconds_ago: float) -> None:
+    when = utcnow() - timedelta(seconds=seconds_ago)
+    db.session.merge(PeriodicRun(name=f"workers.canary:{queue}", slot=when, state="done",
+                                 started_at=when, finished_at=when, last_success_at=when,
+                                 runs=1, skipped=0))
+    db.session.commit()
+
+
+def test_readyz_is_503_while_the_completions_canary_is_stale(app, client, db):
+    stale = app.config["CANARY_STALE_SECONDS"] + 60
+    _canary_at(db, "default", stale)  # another queue's stale canary: still ready
+    _canary_at(db, "completions", 5)
+    assert client.get("/readyz").status_code == 200
+    _canary_at(db, "completions", stale)
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.headers["Retry-After"].isdigit()
+    body = r.get_json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["completions_worker"].startswith("stale")
+    assert body["detail"]["canary"]["completions"]["status"] == "stale"
+
+
+def test_worker_check_exits_non_zero_when_a_queue_canary_is_stale(app, db):
+    runner = app.test_cli_runner()
+    _canary_at(db, "completions", 10)
+    _canary_at(db, "default", 10)
+    ok = runner.invoke(args=["worker-check", "--queue", "completions", "--queue", "default"])
+    assert ok.exit_code == 0, ok.output
+    assert "completions: ok" in ok.output
+    _canary_at(db, "default", app.config["CANARY_STALE_SECONDS"] + 1)
+    bad = runner.invoke(args=["worker-check", "--queue", "completions", "--queue", "default"])
+    assert bad.exit_code == 1 and "default: stale" in bad.output
+    tight = runner.invoke(args=["worker-check", "--queue", "completions", "--max-age", "5"])
+    assert tight.exit_code == 1
+    never = runner.invoke(args=["worker-check", "--queue", "printing"])
+    assert never.exit_code == 1 and "no canary yet" in never.output
+
+
+def _syscall(pid: int) -> str:
+    """The number of the system call a process is blocked in (0 is read on x86-64 Linux)."""
+    with open(f"/proc/{pid}/syscall") as fh:
+        return fh.read().split()[0]
+
+
+def _ready(base):
+    try:
+        return requests.get(f"{base}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.slow
+def test_a_killed_idle_pool_child_is_recovered_by_neurohub_up(tmp_path):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "LANG": "C.UTF-8"}  # the embedded default: SQLite database and broker
+    port, sim_port = free_port(), free_port()
+    while sim_port + 1 == port:
+        sim_port = free_port()
+    env["PRINTER_SIM_PORT"] = str(sim_port)
+    up = Proc("up", [sys.executable, "-m", "web.cli", "up", "--port", str(port)], env, tmp_path,
+              cwd=tmp_path).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(base), 90, 0.5, f"readyz\n{up.output()}")
+        seed = subprocess.run([sys.executable, "-m", "web.cli", "seed-demo"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert seed.returncode == 0, seed.stderr
+        token = requests.post(f"{base}/api/v1/auth/token", json={
+            "username": "supervisor", "password": "super-demo-pw"}, timeout=10).json()
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
+
+        def complete() -> int:
+            lot = requests.post(f"{base}/api/v1/lots", json={"product": "NH-100",
+                                                            "quantity": 4},
+                                headers=auth, timeout=10).json()
+            r = requests.post(f"{base}/api/v1/completions", headers={
+                **auth, "Idempotency-Key": uuid.uuid4().hex}, json={
+                "lot_no": lot["lot_no"], "step": "SMT", "station": "ST-01"}, timeout=10)
+            assert r.status_code == 202, r.text
+            return r.json()["id"]
+
+        def accepted(cid):
+            return lambda: requests.get(f"{base}/api/v1/completions/{cid}", headers=auth,
+                                        timeout=10).json()["status"] == "accepted"
+        wait_until(accepted(complete()), 60, 0.2, f"a first completion\n{up.output()}")
+        time.sleep(2)  # every pool child idle, blocked reading the pool's task queue
+        worker = next(p for p in psutil.Process(up.proc.pid).children()
+                      if "fast@%h" in p.cmdline())
+        # The idle child that waits in read() on the pool's task pipe holds the pipe's lock
+        # (the others wait for that lock): killing it is what wedged the worker.
+        reader = [p for p in worker.children() if _syscall(p.pid) == "0"]
+        assert len(reader) == 1, ([(p.pid, _syscall(p.pid)) for p in worker.children()],
+                                  up.output())
+        os.kill(reader[0].pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        cid = complete()
+        wait_until(accepted(cid), 60, 0.5, f"completion {cid} after a pool child was killed "
+                                           f"\n{up.output()}")
+        assert time.monotonic() - killed_at < 60
+        assert "worker: no canary came through its queue" in up.log_path.read_text()
+    finally:
+        if up.proc.poll() is None:
+            os.kill(up.proc.pid, signal.SIGINT)
+            try:
+                up.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+        up.stop()
