@@ -101,7 +101,7 @@ def test_a_full_disk_fails_the_backup_cleanly_and_the_next_run_works(app, db, fa
 
 
 def test_a_backup_on_the_restored_database_keeps_the_backup_it_was_restored_from(
-        app, db, factory, cli, tmp_path):
+        app, db, factory, cli, tmp_path, monkeypatch):
     """restore BACKUP --target-url NEW, then DATABASE_URL=NEW backup now, one shared store."""
     from sqlalchemy import select
 
@@ -109,7 +109,8 @@ def test_a_backup_on_the_restored_database_keeps_the_backup_it_was_restored_from
     from web.services import backup_verify, backups
     from web.services.audit import Actor
     populate(app, factory)
-    app.config.update(BACKUP_DIR=str(tmp_path / "backups"), BACKUP_TMP_DIR=str(tmp_path / "tmp"))
+    monkeypatch.setitem(app.config, "BACKUP_DIR", str(tmp_path / "backups"))  # the CLI's store
+    monkeypatch.setitem(app.config, "BACKUP_TMP_DIR", str(tmp_path / "tmp"))
     b = backups.request_backup(Actor(None, "test:admin"))  # over the API: an outbox message
     assert backups.run_requested(b.id) == "done"
     key = b.storage_key

@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from storage import LocalStorage
+from tests.storage.conftest import aws_env, s3_bucket, s3_client, s3_endpoint  # noqa: F401
 from web.models import Backup
 from web.services import backups, restore
 from web.services.audit import Actor
@@ -70,3 +71,38 @@ def test_sqlite_restore_then_backup_keeps_the_restored_backup(tmp_path, redis_ur
         assert report["sha256"] == sha
         _db.session.remove()
         _db.engine.dispose()
+
+
+def test_on_s3_a_backup_of_the_restored_database_keeps_the_original(
+        app, db, factory, pg_database, redis_url, s3_endpoint, s3_bucket, tmp_path,  # noqa: F811
+        monkeypatch):
+    """PostgreSQL + S3 shared by the source and the restored database."""
+    from storage import get_storage
+    from tests.conftest import TEST_CONFIG
+    from tests.support.backupdata import populate, scratch_database
+    from web import create_app
+    from web.extensions import db as _db
+    s3 = dict(USE_S3=True, S3_BUCKET=s3_bucket, AWS_REGION="us-east-1",
+              AWS_ENDPOINT_URL=s3_endpoint, BACKUP_TMP_DIR=str(tmp_path / "tmp"))
+    for k, v in s3.items():
+        monkeypatch.setitem(app.config, k, v)
+    store = get_storage("backups", app.config)
+    populate(app, factory)
+    b = backups.request_backup(ADMIN)
+    assert backups.run_requested(b.id) == "done"
+    b = backups.get_backup(b.id)
+    bid, key, sha, size = b.id, b.storage_key, b.sha256, b.size
+    with scratch_database("nh_restored_s3") as target:
+        restore.restore(bid, target, storage=store)
+        copy = create_app(dict(TEST_CONFIG, DATABASE_URL=target, REDIS_URL=redis_url, **s3))
+        with copy.app_context():
+            assert backups.run_requested(bid) == "done"
+            nxt = backups.snapshot_now(ADMIN)
+            assert nxt.state == "done", nxt.error
+            _db.session.remove()
+            _db.engine.dispose()
+    with app.app_context():
+        assert store.exists(key) and store.exists(key + ".json")
+        assert backups.hash_stored(store, key) == (size, sha)
+        with scratch_database("nh_restored_s3_again") as again:
+            assert restore.restore(bid, again, storage=store)["sha256"] == sha
