@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import psutil
@@ -71,5 +72,46 @@ def test_neurohub_up_with_empty_environment_serves_processes_and_stops(tmp_path)
                  and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
         assert alive == [], up.output()
         assert "all stopped" in up.output()
+    finally:
+        up.stop()
+
+
+def _neurohub(args, env, cwd, timeout=60):
+    return subprocess.run([sys.executable, "-m", "web.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_a_second_up_or_beat_exits_at_once_and_starts_nothing(tmp_path):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "LANG": "C.UTF-8", "PRINTER_SIM_PORT": str(free_port())}
+    port = free_port()
+    up = Proc("up", [sys.executable, "-m", "web.cli", "up", "--port", str(port)], env, tmp_path,
+              cwd=tmp_path).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(base), 90, 0.5, f"readyz\n{up.output()}")
+        started = time.monotonic()
+        second = _neurohub(["up", "--port", str(port)], env, tmp_path)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert second.stderr.strip() == (f"port {port} is in use (is neurohub up already "
+                                         "running?)"), second.stderr
+        assert "is up" not in second.stdout and "started" not in second.stdout
+        # Another web port, the same data folder: the folder's lock refuses it.
+        other = _neurohub(["up", "--port", str(free_port()), "--no-printer-sim"], env, tmp_path)
+        assert other.returncode == 1, other.stdout + other.stderr
+        assert "neurohub up is already running on the data folder" in other.stderr
+        assert "started" not in other.stdout
+        assert time.monotonic() - started < 30  # at once: nothing was started or waited for
+        # A beat started by hand alongside exits before it sends anything: never a second beat.
+        beat = subprocess.run([sys.executable, "-m", "celery", "-A", "workers.main", "beat",
+                               "-s", str(tmp_path / "hand-beat-schedule")], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert beat.returncode == 1, beat.stdout + beat.stderr
+        assert "another celery beat is already running against this database" in beat.stderr
+        assert up.proc.poll() is None
+        beats = [p for p in up.tree() if "beat" in p.cmdline()]
+        assert len(beats) == 1, [p.cmdline() for p in beats]
+        assert _ready(base)
     finally:
         up.stop()

@@ -20,11 +20,12 @@ def cli(pg_database, redis_url, tmp_path):
                       BACKUP_DIR=tmp_path / "backups", BACKUP_TMP_DIR=tmp_path / "tmp",
                       NEUROHUB_DATA_DIR=tmp_path / "var", **TEST_CONFIG)
 
-    def run(*args, limit_file_size: int | None = None, **kw):
+    def run(*args, limit_file_size: int | None = None, env_extra: dict | None = None, **kw):
         def pre():
             if limit_file_size:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
-        return subprocess.run([sys.executable, "-m", "web.cli", *args], env=env, cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "web.cli", *args],
+                              env={**env, **(env_extra or {})}, cwd=ROOT,
                               capture_output=True, text=True, timeout=180, preexec_fn=pre, **kw)
     return run
 
@@ -97,3 +98,41 @@ def test_a_full_disk_fails_the_backup_cleanly_and_the_next_run_works(app, db, fa
     again = cli("backup", "now")
     assert again.returncode == 0, again.stderr
     assert len(list((tmp_path / "backups").rglob("*.dump"))) == 1
+
+
+def test_a_backup_on_the_restored_database_keeps_the_backup_it_was_restored_from(
+        app, db, factory, cli, tmp_path, monkeypatch):
+    """restore BACKUP --target-url NEW, then DATABASE_URL=NEW backup now, one shared store."""
+    from sqlalchemy import select
+
+    from web.models import Backup, OutboxMessage
+    from web.services import backup_verify, backups
+    from web.services.audit import Actor
+    populate(app, factory)
+    monkeypatch.setitem(app.config, "BACKUP_DIR", str(tmp_path / "backups"))  # the CLI's store
+    monkeypatch.setitem(app.config, "BACKUP_TMP_DIR", str(tmp_path / "tmp"))
+    b = backups.request_backup(Actor(None, "test:admin"))  # over the API: an outbox message
+    assert backups.run_requested(b.id) == "done"
+    key = b.storage_key
+    store = tmp_path / "backups"
+    with scratch_database("nh_restored") as target:
+        r = cli("restore", str(b.id), "--target-url", target)
+        assert r.returncode == 0, r.stderr
+        with psycopg.connect(target.replace("+psycopg", ""), autocommit=True) as conn:
+            state, sha = conn.execute("SELECT state, sha256 FROM backups WHERE id = %s",
+                                      (b.id,)).fetchone()
+        assert (state, sha) == ("done", b.sha256)  # the restored catalog knows it is complete
+        again = cli("backup", "now", env_extra={"DATABASE_URL": target})
+        assert again.returncode == 0, again.stderr
+        assert (store / key).exists() and (store / (key + ".json")).exists()
+        # the message restored with the dump repeats nothing on the restored database
+        on_target = cli("backup", "list", env_extra={"DATABASE_URL": target})
+        assert f"{b.id} " in on_target.stdout and len(list(store.rglob("*.dump"))) == 2
+    db.session.rollback()
+    assert backup_verify.verify(b.id).verify_error is None
+    assert db.session.get(Backup, b.id).verified_at is not None
+    assert db.session.scalar(select(OutboxMessage).where(
+        OutboxMessage.dedup_key == backups.outbox_key(b.id))) is None
+    with scratch_database("nh_restored_again") as other:
+        r = cli("restore", str(b.id), "--target-url", other)
+        assert r.returncode == 0 and "row counts match" in r.stdout, r.stderr

@@ -145,10 +145,4 @@ def restore_cmd(backup_id, target_url, force):
                f"{report['target']} complete")
 
 
-COMMANDS = (backup_group, restore_cmd)
-
-
-def register(app) -> None:
-    """Add ``backup`` and ``restore`` to the app's CLI (called from ``web.cli``)."""
-    for cmd in COMMANDS:
-        app.cli.add_command(cmd)
+COMMANDS = (backup_group, restore_cmd)  # registered by ``web.cli``

@@ -5,8 +5,11 @@ stops every child in order (SIGTERM, then SIGKILL after a grace period) and exit
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,6 +74,63 @@ def plan(cfg: dict, host: str, port: int, flower: bool, printer_sim: bool) -> li
     return children
 
 
+class AlreadyRunning(RuntimeError):
+    """Something this installation needs is taken: a port, the data folder, the one beat."""
+
+
+_up_lock = None  # the open, flock'd file of this `neurohub up` (closed when the process ends)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def check_before_start(cfg: dict, host: str, port: int, flower: bool, printer_sim: bool) -> None:
+    """Refuse to start a second installation: ports free, the data folder's lock, no beat yet.
+
+    Runs before anything starts or migrates, so a second ``neurohub up`` exits at once with the
+    reason instead of starting a second set of workers and beat against the same database.
+    """
+    global _up_lock
+    ports = [("web", host, port)]
+    if printer_sim:
+        sim = cfg["PRINTER_SIM_PORT"]
+        ports += [("printer-sim", "127.0.0.1", sim), ("printer-sim control", "127.0.0.1", sim + 1)]
+    if flower:
+        ports.append(("flower", "127.0.0.1", 5555))
+    for _name, h, p in ports:
+        if _port_in_use(h, p):
+            raise AlreadyRunning(f"port {p} is in use (is neurohub up already running?)")
+    data = Path(cfg["NEUROHUB_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / "neurohub-up.lock"
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise AlreadyRunning(f"neurohub up is already running on the data folder {data} "
+                             f"(pid {holder}, lock {path})") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    _up_lock = fh
+    from .services.beat_leader import ANOTHER_BEAT, other_beat_running
+    if other_beat_running():
+        raise AlreadyRunning(ANOTHER_BEAT)
+
+
 def _stop(children: list[Child]) -> None:
     for c in children:
         if c.proc and c.proc.poll() is None:
@@ -105,13 +165,18 @@ def up_cmd(host, port, flower, printer_sim):
     from flask_migrate import upgrade
     cfg = dict(current_app.config)
     host, port = host or cfg["API_HOST"], port or cfg["API_PORT"]
+    if printer_sim is None:
+        printer_sim = cfg["EMBEDDED"]
+    try:
+        check_before_start(cfg, host, port, flower, printer_sim)
+    except AlreadyRunning as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from None
     click.echo(f"database: {_redact(cfg['DATABASE_URL'])}")
     click.echo(f"broker:   {_redact(cfg['CELERY_BROKER_URL'])}")
     upgrade()
     click.echo("migrations applied")
     env = dict(os.environ, NEUROHUB_DATA_DIR=cfg["NEUROHUB_DATA_DIR"])
-    if printer_sim is None:
-        printer_sim = cfg["EMBEDDED"]
     children = plan(cfg, host, port, flower, printer_sim)
     stopping: list[int] = []
 

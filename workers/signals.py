@@ -58,3 +58,15 @@ def _worker_priority(**_):
 @beat_init.connect
 def _beat_priority(**_):
     lower_priority(_app)
+
+
+@beat_init.connect
+def _one_beat(**_):
+    """There is never a second beat on one database: this one exits before it sends anything."""
+    if _app is None:
+        return
+    from web.services.beat_leader import ANOTHER_BEAT, become_leader
+    with _app.app_context():
+        if not become_leader():
+            log.error(ANOTHER_BEAT)
+            raise SystemExit(1)  # not an Exception: celery's signal dispatch lets it through

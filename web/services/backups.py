@@ -138,10 +138,33 @@ def outbox_key(backup_id: int) -> str:
     return f"backup:{backup_id}"
 
 
+def _complete(storage: StorageAdapter, b: Backup) -> dict | None:
+    """The manifest of ``b``'s stored object when there is one (the object is then complete)."""
+    try:
+        m = read_manifest(storage, b.storage_key)
+    except (BackupError, StorageError):
+        return None
+    return m if m.get("backup_id") == b.id else None
+
+
 def fail_interrupted(storage: StorageAdapter | None = None) -> int:
-    """Backups left ``running`` by a dead run are failed (call under the snapshot lock only)."""
+    """Backups left ``running`` by a dead run are failed (call under the snapshot lock only).
+
+    A row whose object has its manifest is complete, not interrupted: the run died after the
+    manifest (its last write), or the database was restored by hand from that very backup. It is
+    recorded ``done`` from the manifest and its object kept, never deleted.
+    """
     rows = list(db.session.scalars(select(Backup).where(Backup.state == "running")))
     for b in rows:
+        manifest = _complete(storage or backup_storage(), b) if b.storage_key else None
+        if manifest:
+            for name in ("size", "sha256", "server_version", "schema_revision", "dump_tool",
+                         "row_counts"):
+                setattr(b, name, manifest.get(name))
+            b.state, b.error, b.finished_at = "done", None, utcnow()
+            record(SYSTEM, "backup.done", "backup", b.id,
+                   after={"key": b.storage_key, "from": "its stored manifest"})
+            continue
         if b.storage_key:
             _remove_stored(storage or backup_storage(), b.storage_key)
         b.state, b.finished_at = "failed", utcnow()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from flask import current_app
@@ -47,3 +47,30 @@ def named_lock(namespace: int, name: str, kind: str):
             yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_held: dict[tuple[int, str], ExitStack] = {}
+
+
+def hold_for_process(namespace: int, name: str, kind: str) -> bool:
+    """Take the lock ``name`` and keep it until this process exits; False when it is taken.
+
+    The lock dies with the process (its PostgreSQL connection or its flock'd file descriptor),
+    so a killed holder never leaves it behind.
+    """
+    if (namespace, name) in _held:
+        return True
+    stack = ExitStack()
+    if not stack.enter_context(named_lock(namespace, name, kind)):
+        stack.close()
+        return False
+    _held[(namespace, name)] = stack
+    return True
+
+
+def is_held_elsewhere(namespace: int, name: str, kind: str) -> bool:
+    """True when another process holds the lock ``name`` (probed by taking and releasing it)."""
+    if (namespace, name) in _held:
+        return False
+    with named_lock(namespace, name, kind) as got:
+        return not got

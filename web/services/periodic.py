@@ -1,7 +1,8 @@
 """Periodic housekeeping: one run at a time, one run per scheduled slot, and what the runs saw.
 
 Plain ``celery beat`` has no leader lock: two beat processes (or a beat restarted late) send the
-same run twice, and a slow run can overlap the next. Every periodic task therefore
+same run twice, and a slow run can overlap the next. Our beat holds one for its life
+(``beat_leader``: a second beat exits), and every periodic task still
 
 1. takes a lock for its name (``single_run``): a PostgreSQL session-level advisory lock on its
    own connection (released when the connection closes, so a killed worker frees it), or an

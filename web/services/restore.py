@@ -33,9 +33,11 @@ from ..extensions import db
 from ..models import Backup, utcnow
 from . import periodic
 from .audit import Actor, record
-from .backups import SYSTEM, BackupNotFound, backup_storage, get_backup, newest_done, read_manifest
+from .backups import (SYSTEM, BackupNotFound, backup_storage, get_backup, manifest_of, newest_done,
+                      read_manifest)
 from .dumps import (BackupError, _count_pg, check_archive, count_sqlite, is_postgres_url,
                     pg_params, pg_tool, private_tempdir, redact, sqlite_path)
+from .restored import settle_sql, settle_sqlite
 
 log = logging.getLogger(__name__)
 DRILL_TASK = "backups.restore_drill"
@@ -62,6 +64,7 @@ class Source:
     row_counts: dict
     schema_revision: str | None
     backup_id: int | None
+    manifest: dict | None = None  # what the restored catalog records for it (see ``restored``)
 
 
 def resolve(ref: str | int, storage: StorageAdapter | None = None) -> Source:
@@ -77,13 +80,13 @@ def resolve(ref: str | int, storage: StorageAdapter | None = None) -> Source:
             raise RestoreRefused(f"backup {ref} is {'expired' if b.expired_at else b.state}: "
                                  "nothing restorable is stored")
         return Source(b.storage_key, b.sha256, b.size, b.engine, dict(b.row_counts or {}),
-                      b.schema_revision, b.id)
+                      b.schema_revision, b.id, manifest_of(b))
     try:
         m = read_manifest(storage or backup_storage(), ref)
     except (BackupError, StorageError) as exc:
         raise RestoreRefused(str(exc)) from None
     return Source(m["key"], m["sha256"], int(m["size"]), m["engine"], dict(m["row_counts"]),
-                  m.get("schema_revision"), m.get("backup_id"))
+                  m.get("schema_revision"), m.get("backup_id"), m)
 
 
 def fetch(source: Source, storage: StorageAdapter, directory: str,
@@ -160,8 +163,9 @@ def count_check_sql(expected: dict[str, int]) -> str:
 
 
 def pg_restore_into(url: str, path: str, *, replace: bool = False,
-                    expected: dict[str, int] | None = None) -> None:
-    """pg_restore -f - | psql --single-transaction (dropping public first when ``replace``)."""
+                    expected: dict[str, int] | None = None, then: str | None = None) -> None:
+    """pg_restore -f - | psql --single-transaction (dropping public first when ``replace``;
+    ``then``: SQL run last in that transaction)."""
     dbname = pg_params(url)["dbname"]
     restore_argv = ["pg_restore", "--no-owner", "--no-privileges", "--file=-", path]
     psql_argv, env = pg_tool(url, "psql", "-X", "--quiet", "--single-transaction",
@@ -171,6 +175,8 @@ def pg_restore_into(url: str, path: str, *, replace: bool = False,
     psql_argv += ["-f", "-"]
     if expected:
         psql_argv += ["-c", count_check_sql(expected)]
+    if then:
+        psql_argv += ["-c", then]
     tmp = os.path.dirname(path)
     with open(os.path.join(tmp, "pg_restore.err"), "wb") as e1, \
             open(os.path.join(tmp, "psql.err"), "wb") as e2:
@@ -207,7 +213,8 @@ def _dropdb(admin_url: str, name: str) -> None:
 
 # -- the restore command ------------------------------------------------------------------------
 
-def _sqlite_restore(path: str, target: str, force: bool, expected: dict) -> None:
+def _sqlite_restore(path: str, target: str, force: bool, expected: dict,
+                    manifest: dict | None) -> None:
     counts, _ = count_sqlite(path)
     if counts != expected:
         raise RestoreRefused(f"row counts of the downloaded copy differ from the record: "
@@ -225,6 +232,8 @@ def _sqlite_restore(path: str, target: str, force: bool, expected: dict) -> None
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     staged = target + ".restoring"
     shutil.copyfile(path, staged)
+    if manifest:
+        settle_sqlite(staged, manifest)
     for suffix in ("-wal", "-shm"):  # the old database's journal must not replay onto the new
         try:
             os.unlink(target + suffix)
@@ -266,13 +275,14 @@ def restore(ref: str | int, target_url: str | None = None, *, force: bool = Fals
             state = f"{existing} objects, dropped and replaced (--force)" if existing else "empty"
             say(f"target: {redact(target)} ({state}); restoring in one transaction")
             db.engine.dispose()  # pooled connections must not hold locks on the old schema
-            pg_restore_into(target, path, replace=bool(existing), expected=source.row_counts)
+            pg_restore_into(target, path, replace=bool(existing), expected=source.row_counts,
+                            then=settle_sql(source.manifest) if source.manifest else None)
             counts = pg_counts(target)
         else:
             file = sqlite_path(target)
             say(f"target: {file}")
             db.engine.dispose()
-            _sqlite_restore(path, file, force, source.row_counts)
+            _sqlite_restore(path, file, force, source.row_counts, source.manifest)
             counts, _ = count_sqlite(file)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
