@@ -50,7 +50,7 @@ class _NoSessions(SessionInterface):
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the Flask app: config, extensions, Celery, blueprints, error handlers, CLI."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # web/static/ is served by named routes only
     cfg = load_config(overrides=test_config)
     app.config.update(cfg)
     app.config["MAX_CONTENT_LENGTH"] = cfg["MAX_CONTENT_LENGTH"]

@@ -142,15 +142,16 @@ def build_openapi(app: Flask) -> dict:
 
 
 docs_bp = Blueprint("docs", __name__)
-_DOCS_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>NeuroHub MES API</title>
+# Swagger UI 5 (renders OpenAPI 3.1), vendored from npm's swagger-ui-dist: see its README.md.
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
+SWAGGER_UI_VERSION = "5.35.0"
+_DOCS_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>NeuroHub MES API</title><meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" type="image/png" sizes="32x32" href="{base}/favicon-32x32.png">
 <link rel="stylesheet" href="{base}/swagger-ui.css"></head><body><div id="ui"></div>
 <script src="{base}/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "/api/v1/openapi.json", dom_id: "#ui"}});</script></body></html>"""
-
-
-def _swagger_dir() -> Path:
-    from swagger_ui_bundle import swagger_ui_path  # assets ship in the wheel: works offline
-    return Path(swagger_ui_path)
+<script>window.ui = SwaggerUIBundle({{url: "/api/v1/openapi.json", dom_id: "#ui",
+  deepLinking: true, displayOperationId: true}});</script></body></html>"""
 
 
 @docs_bp.get("/api/v1/openapi.json")
@@ -164,14 +165,14 @@ def openapi_json():
 
 @docs_bp.get("/api/docs")
 def docs_ui():
-    """Interactive API documentation (Swagger UI, served locally)."""
+    """Interactive API documentation (Swagger UI 5, served locally)."""
     return Response(_DOCS_PAGE.format(base="/api/docs/assets"), mimetype="text/html")
 
 
 @docs_bp.get("/api/docs/assets/<path:name>")
 def docs_assets(name):
-    """Swagger UI static files from the swagger-ui-bundle package."""
-    return send_from_directory(_swagger_dir(), name)
+    """Swagger UI's static files, vendored in the package (no CDN: works offline)."""
+    return send_from_directory(SWAGGER_UI_DIR, name)
 
 
 __all__ = ["spec", "build_openapi", "docs_bp", "problem"]

@@ -138,9 +138,41 @@ def test_docs_page_uses_local_assets_that_load(client):
     for asset in assets:
         got = client.get(asset)
         assert got.status_code == 200, asset
+        if asset.endswith(".png"):  # the favicon
+            assert got.headers["Content-Type"] == "image/png", asset
+            assert got.get_data().startswith(b"\x89PNG"), asset
+            continue
         assert len(got.get_data()) > 1000, asset
         expected = "text/css" if asset.endswith(".css") else "javascript"
         assert expected in got.headers["Content-Type"], (asset, got.headers["Content-Type"])
+
+
+def test_docs_page_serves_swagger_ui_5_which_renders_openapi_3_1(client):
+    """Swagger UI 4 (swagger-ui-bundle 1.1.0) shows "Unable to render this definition" for 3.1."""
+    html = client.get("/api/docs").get_data(as_text=True)
+    bundle = [a for a in re.findall(r'src="([^"]+)"', html) if a.endswith("swagger-ui-bundle.js")]
+    assert bundle, html
+    version = re.search(rb'PACKAGE_VERSION:"(\d+)\.', client.get(bundle[0]).get_data())
+    assert version and int(version.group(1)) >= 5, "Swagger UI 5 or newer renders OpenAPI 3.1"
+
+
+def test_swagger_ui_files_ship_as_package_data():
+    """Every vendored Swagger UI file is matched by setup.cfg's package_data (wheels carry it)."""
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    import web
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(web.__file__).parents[1] / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["web"].split(",")]
+    folder = Path(web.__file__).parent / "static" / "swagger-ui"
+    files = [f.relative_to(folder.parents[1]).as_posix() for f in folder.iterdir()]
+    assert {"static/swagger-ui/swagger-ui-bundle.js", "static/swagger-ui/swagger-ui.css",
+            "static/swagger-ui/LICENSE"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} is not package data"
+    assert "swagger-ui-bundle" not in cfg["options"]["install_requires"]
 
 
 def test_docs_asset_traversal_is_refused(client):
