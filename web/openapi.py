@@ -7,13 +7,14 @@ models to the view as ``body`` / ``query``; it also records the models on the vi
 from __future__ import annotations
 
 from functools import wraps
+from http import HTTPStatus
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from .errors import ApiError, BadRequest, field_error, problem, pydantic_errors
+from .errors import PROBLEM, ApiError, BadRequest, field_error, problem, pydantic_errors
 
 JSON_TYPES = ("application/json", "application/problem+json")
 
@@ -51,10 +52,22 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
         raise ApiError("invalid query parameters", errors=errors) from None
 
 
+# What a response carries: a model (JSON), None (no body), or {media type: model | JSON schema}.
+ResponseSpec = type[BaseModel] | None | dict[str, "type[BaseModel] | dict"]
+JSON_BODY_ERRORS = (400, 413, 415, 422)  # malformed, too large, not JSON, invalid fields
+
+
 def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-         responses: dict[int, type[BaseModel] | None] | None = None, tags: list[str] | None = None,
-         public: bool = False, optional_body: bool = False, headers: list[dict] | None = None):
-    """Validate body/query with pydantic and record the route's schema for OpenAPI."""
+         responses: dict[int, ResponseSpec] | None = None, tags: list[str] | None = None,
+         public: bool = False, optional_body: bool = False, headers: list[dict] | None = None,
+         form: type[BaseModel] | None = None, files: tuple[str, ...] = (),
+         errors: tuple[int, ...] = ()):
+    """Validate body/query with pydantic and record the route's schema for OpenAPI.
+
+    ``form``/``files`` document a multipart/form-data body that the view parses itself (its
+    text fields, and the parts that carry files); ``errors`` lists the error statuses the view
+    itself raises beyond those every route of its kind can answer (see ``_error_statuses``).
+    """
 
     def deco(view):
         @wraps(view)
@@ -67,22 +80,92 @@ def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None =
 
         wrapper.openapi = {"body": body, "query": query, "responses": responses or {200: None},
                            "tags": tags or [], "public": public,
-                           "optional_body": optional_body, "headers": headers or []}
+                           "optional_body": optional_body, "headers": headers or [],
+                           "form": form, "files": files, "errors": errors}
         return wrapper
 
     return deco
+
+
+def _models_of(meta: dict) -> list[type[BaseModel]]:
+    out = [meta["body"], meta["query"], meta["form"]]
+    for resp in meta["responses"].values():
+        out.extend(resp.values() if isinstance(resp, dict) else [resp])
+    return [m for m in out if isinstance(m, type) and issubclass(m, BaseModel)]
 
 
 def _collect_models(app: Flask) -> list[type[BaseModel]]:
     seen: dict[str, type[BaseModel]] = {}
     for view in app.view_functions.values():
         meta = getattr(view, "openapi", None)
-        if not meta:
-            continue
-        for m in [meta["body"], meta["query"], *meta["responses"].values()]:
-            if m is not None:
+        if meta:
+            for m in _models_of(meta):
                 seen[m.__name__] = m
     return list(seen.values())
+
+
+# pydantic leaves a constraint it cannot place (e.g. ``gt`` on ``float | int``) under its own
+# name, which JSON Schema ignores: publish the standard keyword instead.
+_PYDANTIC_KEYWORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum",
+                      "le": "maximum", "multiple_of": "multipleOf"}
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
+
+
+def _standard_keywords(schema):
+    """The schema with pydantic's constraint names replaced by JSON Schema's (recursively)."""
+    if isinstance(schema, list):
+        return [_standard_keywords(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _standard_keywords(sub) for name, sub in value.items()}
+        elif key in ("enum", "const", "default", "examples", "required"):
+            out[key] = value
+        else:
+            out[_PYDANTIC_KEYWORDS.get(key, key)] = _standard_keywords(value)
+    return out
+
+
+def _media(model, ref: str) -> dict:
+    if isinstance(model, dict):
+        return {"schema": model}
+    return {"schema": {"$ref": ref.format(model=model.__name__)}}
+
+
+def _form_body(meta: dict, ref: str) -> dict:
+    """multipart/form-data: the form model's text fields plus one binary part per file."""
+    props = {"$ref": ref.format(model=meta["form"].__name__)}
+    files = {"type": "object", "required": list(meta["files"]), "properties": {
+        name: {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+        for name in meta["files"]}}
+    return {"required": True, "content": {"multipart/form-data": {
+        "schema": {"allOf": [props, files]}}}}
+
+
+def _error_statuses(meta: dict, role: str | None, has_params: bool, path_params: bool) -> set[int]:
+    """The error statuses a route can answer: those of its kind plus the ones it declares.
+
+    Every secured route answers 401, and 403 when a role above operator is required; a route
+    with a path parameter answers 404 for a record that does not exist; JSON and multipart
+    bodies add 400/413/415/422; any input can hold text the database cannot store (400); every
+    route but the liveness probe answers 503 while the database or broker is unreachable.
+    """
+    out = set(meta["errors"])
+    if not meta["public"]:
+        out.add(401)
+        if role and role != "operator":
+            out.add(403)
+    if path_params:
+        out.add(404)
+    if meta["body"] is not None or meta["form"] is not None:
+        out.update(JSON_BODY_ERRORS)
+    if has_params or meta["body"] is not None:
+        out.add(400)
+    if not meta["public"] or meta["body"] is not None:
+        out.add(503)
+    return out
 
 
 def build_openapi(app: Flask) -> dict:
@@ -107,37 +190,44 @@ def build_openapi(app: Flask) -> dict:
         if meta["query"] is not None:
             qs = meta["query"].model_json_schema(ref_template=ref)
             for name, prop in qs.get("properties", {}).items():
-                params.append({"name": name, "in": "query", "schema": prop,
+                params.append({"name": name, "in": "query", "schema": _standard_keywords(prop),
                                "required": name in qs.get("required", [])})
+        params += [dict(h, **{"in": "header"}) for h in meta["headers"]]
+        role = getattr(view, "required_role", None)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             op = {"operationId": rule.endpoint.replace(".", "_") + "_" + method.lower(),
                   "summary": (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else "",
-                  "tags": meta["tags"], "parameters": params + [
-                      dict(h, **{"in": "header"}) for h in meta["headers"]], "responses": {}}
-            role = getattr(view, "required_role", None)
+                  "tags": meta["tags"], "parameters": params, "responses": {}}
             if not meta["public"]:
                 op["security"] = [{"bearer": []}]
                 if role:
                     op["description"] = f"Requires role **{role}** or higher."
             if meta["body"] is not None:
-                op["requestBody"] = {"required": not meta["optional_body"], "content": {"application/json": {
-                    "schema": {"$ref": ref.format(model=meta["body"].__name__)}}}}
-            for status, model in meta["responses"].items():
-                resp = {"description": str(status)}
-                if model is not None:
-                    resp["content"] = {"application/json": {
-                        "schema": {"$ref": ref.format(model=model.__name__)}}}
+                op["requestBody"] = {"required": not meta["optional_body"], "content": {
+                    "application/json": _media(meta["body"], ref)}}
+            elif meta["form"] is not None:
+                op["requestBody"] = _form_body(meta, ref)
+            for status, resp_spec in meta["responses"].items():
+                resp = {"description": HTTPStatus(status).phrase}
+                if isinstance(resp_spec, dict):
+                    resp["content"] = {media: _media(m, ref) for media, m in resp_spec.items()}
+                elif resp_spec is not None:
+                    resp["content"] = {"application/json": _media(resp_spec, ref)}
                 op["responses"][str(status)] = resp
-            op["responses"]["default"] = {"description": "error", "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            errors = _error_statuses(meta, role, bool(params), bool(rule.arguments))
+            for status in sorted(errors - set(meta["responses"])):
+                op["responses"][str(status)] = {"description": HTTPStatus(status).phrase,
+                                                "content": {PROBLEM: {"schema": {
+                                                    "$ref": ref.format(model="Problem")}}}}
             paths.setdefault(path, {})[method.lower()] = op
-    schemas["Problem"] = {"type": "object", "properties": {
+    schemas["Problem"] = {"type": "object", "required": ["type", "title", "status"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}}}
+        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}},
+        "request_id": {"type": "string"}}}
     return {"openapi": "3.1.0",
             "info": {"title": "NeuroHub MES API", "version": "1"},
             "paths": dict(sorted(paths.items())),
-            "components": {"schemas": schemas, "securitySchemes": {
+            "components": {"schemas": _standard_keywords(schemas), "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}}
 
 

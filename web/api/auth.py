@@ -26,7 +26,8 @@ def _username_key() -> str:
 @bp.post("/token")
 @limiter.limit(_login_limit, key_func=get_remote_address)
 @limiter.limit(_login_limit, key_func=_username_key)
-@spec(body=TokenRequest, responses={200: TokenResponse}, tags=["auth"], public=True)
+@spec(body=TokenRequest, responses={200: TokenResponse}, tags=["auth"], public=True,
+      errors=(401, 429))
 def token(body: TokenRequest):
     """Exchange username and password for a bearer token."""
     user = check_credentials(body.username, body.password)
