@@ -24,7 +24,15 @@ from .base import (
     validate_prefix,
 )
 
-__all__ = ["LocalStorage"]
+__all__ = ["KeyOutsideStore", "LocalStorage"]
+
+
+class KeyOutsideStore(InvalidKey, ObjectNotFound):
+    """The key resolves (through a symlink) outside the store: no object of the store has it.
+
+    An InvalidKey, so a write through it is refused; an ObjectNotFound, so a reader that
+    answers "not found" for missing objects answers the same here instead of failing.
+    """
 
 
 @contextlib.contextmanager
@@ -71,7 +79,7 @@ class LocalStorage(StorageAdapter):
         # directory outside base (or a dangling link) is caught before any read or write.
         real = os.path.realpath(os.path.join(base, *key.split("/")))
         if not self._inside(base, real) or real == base:
-            raise InvalidKey(f"key {key!r} resolves outside the storage directory")
+            raise KeyOutsideStore(f"key {key!r} resolves outside the storage directory")
         return real
 
     # -- writes -----------------------------------------------------------------------

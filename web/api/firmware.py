@@ -201,7 +201,10 @@ def _send(store, key: str, etag: str, filename: str, size: int) -> Response:
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Content-SHA256"] = etag
         return resp
-    fh = store.open(key)
+    try:
+        fh = store.open(key)
+    except ObjectNotFound:  # gone since it was looked up, or a link that leads out of the store
+        raise NotFound(f"no stored object {key!r}") from None
     try:  # the bytes actually there (a damaged file must not break the HTTP framing)
         size = os.fstat(fh.fileno()).st_size
     except (AttributeError, OSError, ValueError):
@@ -255,7 +258,7 @@ def files(key: str):
         _may_download(fw)
     try:
         info = store.stat(rest)
-    except ObjectNotFound:
+    except ObjectNotFound:  # includes a key that resolves outside the store (a planted link)
         raise NotFound(f"no file {key!r}") from None
     etag = fw.sha256 if fw is not None else f"{info.size:x}-{info.modified.timestamp() if info.modified else 0:.6f}"
     return _send(store, rest, etag, rest.rsplit("/", 1)[-1], info.size)

@@ -7,7 +7,7 @@ from pydantic import (BaseModel, Field, StrictBool, StrictFloat, StrictInt, Vali
                       WrapValidator)
 from pydantic_core import PydanticCustomError
 
-from .schemas import LotNo, Strict
+from .schemas import INT32_MAX, LotNo, Strict
 
 
 class TemplateOut(BaseModel):
@@ -53,10 +53,12 @@ def _text_or_int(value, handler):
     try:
         return handler(value)
     except ValidationError:
-        raise PydanticCustomError("label_value", "must be text or an integer") from None
+        raise PydanticCustomError("label_value", "must be text or a 64-bit integer") from None
 
 
-LabelValue = Annotated[Annotated[str, Field(max_length=500)] | StrictInt,
+# An integer is printed as its digits: one a 64-bit integer holds (not a 310-digit literal).
+LabelValue = Annotated[Annotated[str, Field(max_length=500)]
+                       | Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)],
                        WrapValidator(_text_or_int)]
 
 
@@ -64,7 +66,7 @@ class PreviewIn(Strict):
     """Render a template with data to PNG, exactly as it would be sent."""
 
     template: Annotated[str, Field(min_length=1, max_length=64)]
-    version: Annotated[StrictInt, Field(ge=1)] | None = None
+    version: Annotated[StrictInt, Field(ge=1, le=INT32_MAX)] | None = None
     data: dict[Annotated[str, Field(max_length=64)], LabelValue]
     dpi: Literal[203, 300, 600] = 203
 

@@ -1,6 +1,7 @@
 """Request and response schemas; they validate requests and generate the OpenAPI document."""
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt,
@@ -17,16 +18,24 @@ Serial = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-def _one_number_error(value, handler):
-    """Report a non-number once, under the field's own name (not per union member)."""
+def _finite_number(value, handler):
+    """A number a float can hold, else one error under the field's own name (not per member).
+
+    JSON allows integer literals of any length: one past the float range (a 1 and 309 zeros)
+    is refused here like infinity, as measured values and limits are compared as floats.
+    """
     try:
-        return handler(value)
-    except ValidationError:
-        raise PydanticCustomError("number_type", "must be a finite JSON number") from None
+        number = handler(value)
+        if math.isfinite(number):  # OverflowError for an int beyond the float range
+            return number
+    except (ValidationError, OverflowError):
+        pass
+    raise PydanticCustomError("number_type", "must be a finite JSON number (within ±1.7e308)")
 
 
-Number = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False),
-                   WrapValidator(_one_number_error)]
+Number = Annotated[StrictFloat | StrictInt, WrapValidator(_finite_number)]
+# Counts and ids stored in 32-bit integer columns: larger values are refused as input errors.
+INT32_MAX = 2**31 - 1
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -204,7 +213,7 @@ class HeartbeatIn(Strict):
     """What a station reports with its heartbeat (all optional)."""
 
     app_version: Annotated[str, Field(max_length=64)] | None = None
-    queued: Annotated[StrictInt, Field(ge=0)] | None = None  # a count: not true/false
+    queued: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None  # a count, not a bool
     printer_status: Annotated[str, Field(max_length=200)] | None = None
 
 
