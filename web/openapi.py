@@ -6,6 +6,7 @@ models to the view as ``body`` / ``query``; it also records the models on the vi
 """
 from __future__ import annotations
 
+import re
 from functools import wraps
 from http import HTTPStatus
 from pathlib import Path
@@ -55,6 +56,11 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
 # What a response carries: a model (JSON), None (no body), or {media type: model | JSON schema}.
 ResponseSpec = type[BaseModel] | None | dict[str, "type[BaseModel] | dict"]
 JSON_BODY_ERRORS = (400, 413, 415, 422)  # malformed, too large, not JSON, invalid fields
+# gunicorn answers a request line over its limit (4094 bytes) itself, before the app sees it.
+URI_TOO_LONG = {"description": "URI Too Long (from the web server: the request line is over "
+                "4094 bytes)", "content": {"text/html": {"schema": {"type": "string"}}}}
+CURSOR_DOC = ("opaque: the next_cursor of the previous page of the same list; any other value "
+              "is refused with 400")
 
 
 def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
@@ -136,12 +142,14 @@ def _media(model, ref: str) -> dict:
 
 def _form_body(meta: dict, ref: str) -> dict:
     """multipart/form-data: the form model's text fields plus one binary part per file."""
-    props = {"$ref": ref.format(model=meta["form"].__name__)}
-    files = {"type": "object", "required": list(meta["files"]), "properties": {
-        name: {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
-        for name in meta["files"]}}
-    return {"required": True, "content": {"multipart/form-data": {
-        "schema": {"allOf": [props, files]}}}}
+    fields = _standard_keywords(meta["form"].model_json_schema(ref_template=ref))
+    schema = {"type": "object", "additionalProperties": False,
+              "required": [*fields.get("required", []), *meta["files"]],
+              "properties": dict(fields.get("properties", {}), **{
+                  name: {"type": "string", "format": "binary",
+                         "contentMediaType": "application/octet-stream"}
+                  for name in meta["files"]})}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
 def _error_statuses(meta: dict, role: str | None, has_params: bool, path_params: bool) -> set[int]:
@@ -182,7 +190,7 @@ def build_openapi(app: Flask) -> dict:
             continue
         path = rule.rule
         params = []
-        for arg in rule.arguments:
+        for arg in re.findall(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", rule.rule):  # in path order
             path = path.replace(f"<{arg}>", f"{{{arg}}}").replace(f"<int:{arg}>", f"{{{arg}}}") \
                 .replace(f"<path:{arg}>", f"{{{arg}}}")
             params.append({"name": arg, "in": "path", "required": True,
@@ -192,6 +200,8 @@ def build_openapi(app: Flask) -> dict:
             for name, prop in qs.get("properties", {}).items():
                 params.append({"name": name, "in": "query", "schema": _standard_keywords(prop),
                                "required": name in qs.get("required", [])})
+                if name == "cursor":
+                    params[-1]["description"] = CURSOR_DOC
         params += [dict(h, **{"in": "header"}) for h in meta["headers"]]
         role = getattr(view, "required_role", None)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -202,6 +212,7 @@ def build_openapi(app: Flask) -> dict:
                 op["security"] = [{"bearer": []}]
                 if role:
                     op["description"] = f"Requires role **{role}** or higher."
+                    op["x-required-role"] = role
             if meta["body"] is not None:
                 op["requestBody"] = {"required": not meta["optional_body"], "content": {
                     "application/json": _media(meta["body"], ref)}}
@@ -219,6 +230,8 @@ def build_openapi(app: Flask) -> dict:
                 op["responses"][str(status)] = {"description": HTTPStatus(status).phrase,
                                                 "content": {PROBLEM: {"schema": {
                                                     "$ref": ref.format(model="Problem")}}}}
+            if params:
+                op["responses"]["414"] = URI_TOO_LONG
             paths.setdefault(path, {})[method.lower()] = op
     schemas["Problem"] = {"type": "object", "required": ["type", "title", "status"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},

@@ -55,7 +55,7 @@ def stack(app, pg_database, redis_url, tmp_path_factory):
     headers = {role: factory.headers(role) for role in ("admin", "operator")}
     product = factory.product("NH-100")
     factory.station("ST-01", ["SMT"])
-    factory.lot(product, quantity=5)
+    lot = factory.lot(product, quantity=5)
     log_dir = tmp_path_factory.mktemp("contract-stack")
     env = service_env(DATABASE_URL=pg_database, REDIS_URL=redis_url,
                       NEUROHUB_DATA_DIR=str(tmp_path_factory.mktemp("contract-data")),
@@ -66,7 +66,9 @@ def stack(app, pg_database, redis_url, tmp_path_factory):
     relay_proc = relay(env, log_dir).start()
     celery_app = app.extensions["celery"]
     wait_until(lambda: celery_app.control.ping(timeout=0.5), 60, message="the worker to answer")
-    yield Stack(server, [worker, relay_proc], headers)
+    stack = Stack(server, [worker, relay_proc], headers)
+    stack.product, stack.lot = product, lot
+    yield stack
     relay_proc.stop()
     worker.stop()
     server.stop()

@@ -116,9 +116,80 @@ def test_every_ref_resolves(doc):
 
 def test_errors_are_documented_as_problem_json(doc):
     assert "Problem" in doc["components"]["schemas"]
-    for item in doc["paths"].values():
-        for op in item.values():
-            assert "application/problem+json" in op["responses"]["default"]["content"]
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for status, resp in op["responses"].items():
+                if status[0] in "45" and status != "414" and path != "/readyz":
+                    assert list(resp["content"]) == ["application/problem+json"], (path, status)
+
+
+def _operations(doc):
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            yield path, method, op
+
+
+def test_each_operation_declares_the_errors_it_answers_and_no_catch_all(doc):
+    """Status codes are checked against the document: no "default" that would allow any."""
+    for path, method, op in _operations(doc):
+        statuses = set(op["responses"])
+        assert "default" not in statuses, (method, path)
+        if "security" in op:
+            assert {"401", "503"} <= statuses, (method, path)
+        if op.get("x-required-role", "operator") != "operator":
+            assert "403" in statuses, (method, path)
+        if "{" in path:
+            assert "404" in statuses, (method, path)
+        if "requestBody" in op:
+            assert {"400", "413", "415", "422"} <= statuses, (method, path)
+    assert {"401", "429"} <= set(doc["paths"]["/api/v1/auth/token"]["post"]["responses"])
+    for path in ("/api/v1/lots", "/api/v1/products", "/api/v1/stations", "/api/v1/completions"):
+        assert "409" in doc["paths"][path]["post"]["responses"], path
+    download = doc["paths"]["/api/v1/firmware/{firmware_id}/download"]["get"]["responses"]
+    assert {"200", "206", "302", "304", "403", "404", "410", "416"} <= set(download)
+    assert download["200"]["content"]["application/octet-stream"]["schema"]["format"] == "binary"
+
+
+def test_firmware_upload_is_documented_as_multipart(doc):
+    body = doc["paths"]["/api/v1/firmware"]["post"]["requestBody"]
+    assert body["required"] is True and list(body["content"]) == ["multipart/form-data"]
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert set(schema["required"]) == {"file", "product", "version"}
+    assert schema["properties"]["file"]["format"] == "binary"
+    assert {"sha256", "notes"} <= set(schema["properties"])
+    assert schema["properties"]["version"]["pattern"]  # semantic versions only
+
+
+def test_dhr_is_documented_as_json_and_csv(doc):
+    content = doc["paths"]["/api/v1/lots/{lot_no}/dhr"]["get"]["responses"]["200"]["content"]
+    assert content["application/json"]["schema"]["$ref"].endswith("/DhrOut")
+    assert content["text/csv"]["schema"] == {"type": "string"}
+    png = doc["paths"]["/api/v1/labels/preview"]["post"]["responses"]["200"]["content"]
+    assert list(png) == ["image/png"]
+
+
+def _keys(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k not in ("properties", "$defs", "schemas", "paths", "responses"):
+                yield k
+            yield from _keys(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _keys(v)
+
+
+def test_constraints_use_json_schema_keywords(doc):
+    """pydantic's gt/ge/lt/le (left on float | int fields) are published as JSON Schema's."""
+    assert not {"gt", "ge", "lt", "le", "multiple_of"} & set(_keys(doc))
+    width = doc["components"]["schemas"]["TemplateIn"]["properties"]["width_mm"]
+    assert width["exclusiveMinimum"] == 0 and width["maximum"] == 300
+
+
+def test_path_parameters_are_listed_in_path_order(doc):
+    """The order must not depend on the process (a set's order varies with hash seeds)."""
+    op = doc["paths"]["/api/v1/stations/{code}/labels/{job_id}/ack"]["post"]
+    assert [p["name"] for p in op["parameters"] if p["in"] == "path"] == ["code", "job_id"]
 
 
 def test_document_is_stable(client, doc):
