@@ -240,7 +240,8 @@ def build_openapi(app: Flask) -> dict:
     return {"openapi": "3.1.0",
             "info": {"title": "NeuroHub MES API", "version": "1"},
             "paths": dict(sorted(paths.items())),
-            "components": {"schemas": _standard_keywords(schemas), "securitySchemes": {
+            "components": {"schemas": {name: _standard_keywords(schema) for name, schema
+                                       in schemas.items()}, "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}}
 
 
