@@ -11,10 +11,11 @@ from ..openapi import spec
 bp = Blueprint("health", __name__)
 ALIVE = {"application/json": {"type": "object", "required": ["status"],
                               "properties": {"status": {"const": "ok"}}}}
-READINESS = {"application/json": {"type": "object", "required": ["status", "checks"], "properties": {
-    "status": {"enum": ["ready", "unavailable"]},
-    "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-    "detail": {"type": "object"}}}}
+READINESS = {"application/json": {
+    "type": "object", "required": ["status", "checks"], "properties": {
+        "status": {"enum": ["ready", "unavailable"]},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        "detail": {"type": "object"}}}}
 log = logging.getLogger(__name__)
 
 
