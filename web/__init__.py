@@ -51,7 +51,7 @@ class _NoSessions(SessionInterface):
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the Flask app: config, extensions, Celery, blueprints, error handlers, CLI."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # web/static/ is served by named routes only
     try:
         cfg = load_config(overrides=test_config)
     except ConfigError as exc:

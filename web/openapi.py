@@ -6,7 +6,9 @@ models to the view as ``body`` / ``query``; it also records the models on the vi
 """
 from __future__ import annotations
 
+import re
 from functools import wraps
+from http import HTTPStatus
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
@@ -14,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from .bodies import json_with_long_numbers
-from .errors import ApiError, BadRequest, field_error, problem, pydantic_errors
+from .errors import PROBLEM, ApiError, BadRequest, field_error, problem, pydantic_errors
 
 JSON_TYPES = ("application/json", "application/problem+json")
 
@@ -59,10 +61,27 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
         raise ApiError("invalid query parameters", errors=errors) from None
 
 
+# What a response carries: a model (JSON), None (no body), or {media type: model | JSON schema}.
+ResponseSpec = type[BaseModel] | None | dict[str, "type[BaseModel] | dict"]
+JSON_BODY_ERRORS = (400, 413, 415, 422)  # malformed, too large, not JSON, invalid fields
+# gunicorn answers a request line over its limit (4094 bytes) itself, before the app sees it.
+URI_TOO_LONG = {"description": "URI Too Long (from the web server: the request line is over "
+                "4094 bytes)", "content": {"text/html": {"schema": {"type": "string"}}}}
+CURSOR_DOC = ("opaque: the next_cursor of the previous page of the same list; any other value "
+              "is refused with 400")
+
+
 def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
-         responses: dict[int, type[BaseModel] | None] | None = None, tags: list[str] | None = None,
-         public: bool = False, optional_body: bool = False, headers: list[dict] | None = None):
-    """Validate body/query with pydantic and record the route's schema for OpenAPI."""
+         responses: dict[int, ResponseSpec] | None = None, tags: list[str] | None = None,
+         public: bool = False, optional_body: bool = False, headers: list[dict] | None = None,
+         form: type[BaseModel] | None = None, files: tuple[str, ...] = (),
+         errors: tuple[int, ...] = ()):
+    """Validate body/query with pydantic and record the route's schema for OpenAPI.
+
+    ``form``/``files`` document a multipart/form-data body that the view parses itself (its
+    text fields, and the parts that carry files); ``errors`` lists the error statuses the view
+    itself raises beyond those every route of its kind can answer (see ``_error_statuses``).
+    """
 
     def deco(view):
         @wraps(view)
@@ -75,22 +94,94 @@ def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None =
 
         wrapper.openapi = {"body": body, "query": query, "responses": responses or {200: None},
                            "tags": tags or [], "public": public,
-                           "optional_body": optional_body, "headers": headers or []}
+                           "optional_body": optional_body, "headers": headers or [],
+                           "form": form, "files": files, "errors": errors}
         return wrapper
 
     return deco
+
+
+def _models_of(meta: dict) -> list[type[BaseModel]]:
+    out = [meta["body"], meta["query"], meta["form"]]
+    for resp in meta["responses"].values():
+        out.extend(resp.values() if isinstance(resp, dict) else [resp])
+    return [m for m in out if isinstance(m, type) and issubclass(m, BaseModel)]
 
 
 def _collect_models(app: Flask) -> list[type[BaseModel]]:
     seen: dict[str, type[BaseModel]] = {}
     for view in app.view_functions.values():
         meta = getattr(view, "openapi", None)
-        if not meta:
-            continue
-        for m in [meta["body"], meta["query"], *meta["responses"].values()]:
-            if m is not None:
+        if meta:
+            for m in _models_of(meta):
                 seen[m.__name__] = m
     return list(seen.values())
+
+
+# pydantic leaves a constraint it cannot place (e.g. ``gt`` on ``float | int``) under its own
+# name, which JSON Schema ignores: publish the standard keyword instead.
+_PYDANTIC_KEYWORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum",
+                      "le": "maximum", "multiple_of": "multipleOf"}
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
+
+
+def _standard_keywords(schema):
+    """The schema with pydantic's constraint names replaced by JSON Schema's (recursively)."""
+    if isinstance(schema, list):
+        return [_standard_keywords(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _standard_keywords(sub) for name, sub in value.items()}
+        elif key in ("enum", "const", "default", "examples", "required"):
+            out[key] = value
+        else:
+            out[_PYDANTIC_KEYWORDS.get(key, key)] = _standard_keywords(value)
+    return out
+
+
+def _media(model, ref: str) -> dict:
+    if isinstance(model, dict):
+        return {"schema": model}
+    return {"schema": {"$ref": ref.format(model=model.__name__)}}
+
+
+def _form_body(meta: dict, ref: str) -> dict:
+    """multipart/form-data: the form model's text fields plus one binary part per file."""
+    fields = _standard_keywords(meta["form"].model_json_schema(ref_template=ref))
+    schema = {"type": "object", "additionalProperties": False,
+              "required": [*fields.get("required", []), *meta["files"]],
+              "properties": dict(fields.get("properties", {}), **{
+                  name: {"type": "string", "format": "binary",
+                         "contentMediaType": "application/octet-stream"}
+                  for name in meta["files"]})}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+def _error_statuses(meta: dict, role: str | None, has_params: bool, path_params: bool) -> set[int]:
+    """The error statuses a route can answer: those of its kind plus the ones it declares.
+
+    Every secured route answers 401, and 403 when a role above operator is required; a route
+    with a path parameter answers 404 for a record that does not exist; JSON and multipart
+    bodies add 400/413/415/422; any input can hold text the database cannot store (400); every
+    route but the liveness probe answers 503 while the database or broker is unreachable.
+    """
+    out = set(meta["errors"])
+    if not meta["public"]:
+        out.add(401)
+        if role and role != "operator":
+            out.add(403)
+    if path_params:
+        out.add(404)
+    if meta["body"] is not None or meta["form"] is not None:
+        out.update(JSON_BODY_ERRORS)
+    if has_params or meta["body"] is not None:
+        out.add(400)
+    if not meta["public"] or meta["body"] is not None:
+        out.add(503)
+    return out
 
 
 def build_openapi(app: Flask) -> dict:
@@ -107,7 +198,7 @@ def build_openapi(app: Flask) -> dict:
             continue
         path = rule.rule
         params = []
-        for arg in rule.arguments:
+        for arg in re.findall(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", rule.rule):  # in path order
             path = path.replace(f"<{arg}>", f"{{{arg}}}").replace(f"<int:{arg}>", f"{{{arg}}}") \
                 .replace(f"<path:{arg}>", f"{{{arg}}}")
             params.append({"name": arg, "in": "path", "required": True,
@@ -115,50 +206,64 @@ def build_openapi(app: Flask) -> dict:
         if meta["query"] is not None:
             qs = meta["query"].model_json_schema(ref_template=ref)
             for name, prop in qs.get("properties", {}).items():
-                params.append({"name": name, "in": "query", "schema": prop,
+                params.append({"name": name, "in": "query", "schema": _standard_keywords(prop),
                                "required": name in qs.get("required", [])})
+                if name == "cursor":
+                    params[-1]["description"] = CURSOR_DOC
+        params += [dict(h, **{"in": "header"}) for h in meta["headers"]]
+        role = getattr(view, "required_role", None)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             op = {"operationId": rule.endpoint.replace(".", "_") + "_" + method.lower(),
                   "summary": (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else "",
-                  "tags": meta["tags"], "parameters": params + [
-                      dict(h, **{"in": "header"}) for h in meta["headers"]], "responses": {}}
-            role = getattr(view, "required_role", None)
+                  "tags": meta["tags"], "parameters": params, "responses": {}}
             if not meta["public"]:
                 op["security"] = [{"bearer": []}]
                 if role:
                     op["description"] = f"Requires role **{role}** or higher."
+                    op["x-required-role"] = role
             if meta["body"] is not None:
-                op["requestBody"] = {"required": not meta["optional_body"], "content": {"application/json": {
-                    "schema": {"$ref": ref.format(model=meta["body"].__name__)}}}}
-            for status, model in meta["responses"].items():
-                resp = {"description": str(status)}
-                if model is not None:
-                    resp["content"] = {"application/json": {
-                        "schema": {"$ref": ref.format(model=model.__name__)}}}
+                op["requestBody"] = {"required": not meta["optional_body"], "content": {
+                    "application/json": _media(meta["body"], ref)}}
+            elif meta["form"] is not None:
+                op["requestBody"] = _form_body(meta, ref)
+            for status, resp_spec in meta["responses"].items():
+                resp = {"description": HTTPStatus(status).phrase}
+                if isinstance(resp_spec, dict):
+                    resp["content"] = {media: _media(m, ref) for media, m in resp_spec.items()}
+                elif resp_spec is not None:
+                    resp["content"] = {"application/json": _media(resp_spec, ref)}
                 op["responses"][str(status)] = resp
-            op["responses"]["default"] = {"description": "error", "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            errors = _error_statuses(meta, role, bool(params), bool(rule.arguments))
+            for status in sorted(errors - set(meta["responses"])):
+                op["responses"][str(status)] = {"description": HTTPStatus(status).phrase,
+                                                "content": {PROBLEM: {"schema": {
+                                                    "$ref": ref.format(model="Problem")}}}}
+            if params:
+                op["responses"]["414"] = URI_TOO_LONG
             paths.setdefault(path, {})[method.lower()] = op
-    schemas["Problem"] = {"type": "object", "properties": {
+    schemas["Problem"] = {"type": "object", "required": ["type", "title", "status"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}}}
+        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}},
+        "request_id": {"type": "string"}}}
     return {"openapi": "3.1.0",
             "info": {"title": "NeuroHub MES API", "version": "1"},
             "paths": dict(sorted(paths.items())),
-            "components": {"schemas": schemas, "securitySchemes": {
+            "components": {"schemas": {name: _standard_keywords(schema) for name, schema
+                                       in schemas.items()}, "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}}
 
 
 docs_bp = Blueprint("docs", __name__)
-_DOCS_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>NeuroHub MES API</title>
+# Swagger UI 5 (renders OpenAPI 3.1), vendored from npm's swagger-ui-dist: see its README.md.
+SWAGGER_UI_DIR = Path(__file__).parent / "static" / "swagger-ui"
+SWAGGER_UI_VERSION = "5.35.0"
+_DOCS_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>NeuroHub MES API</title><meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" type="image/png" sizes="32x32" href="{base}/favicon-32x32.png">
 <link rel="stylesheet" href="{base}/swagger-ui.css"></head><body><div id="ui"></div>
 <script src="{base}/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "/api/v1/openapi.json", dom_id: "#ui"}});</script></body></html>"""
-
-
-def _swagger_dir() -> Path:
-    from swagger_ui_bundle import swagger_ui_path  # assets ship in the wheel: works offline
-    return Path(swagger_ui_path)
+<script>window.ui = SwaggerUIBundle({{url: "/api/v1/openapi.json", dom_id: "#ui",
+  deepLinking: true, displayOperationId: true}});</script></body></html>"""
 
 
 @docs_bp.get("/api/v1/openapi.json")
@@ -172,14 +277,14 @@ def openapi_json():
 
 @docs_bp.get("/api/docs")
 def docs_ui():
-    """Interactive API documentation (Swagger UI, served locally)."""
+    """Interactive API documentation (Swagger UI 5, served locally)."""
     return Response(_DOCS_PAGE.format(base="/api/docs/assets"), mimetype="text/html")
 
 
 @docs_bp.get("/api/docs/assets/<path:name>")
 def docs_assets(name):
-    """Swagger UI static files from the swagger-ui-bundle package."""
-    return send_from_directory(_swagger_dir(), name)
+    """Swagger UI's static files, vendored in the package (no CDN: works offline)."""
+    return send_from_directory(SWAGGER_UI_DIR, name)
 
 
 __all__ = ["spec", "build_openapi", "docs_bp", "problem"]

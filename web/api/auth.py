@@ -41,7 +41,8 @@ def _address_key() -> str:
 # everyone else who logs in from the same PC or network.
 @limiter.limit(_address_limit, key_func=_address_key)
 @limiter.limit(_account_limit, key_func=_username_key)
-@spec(body=TokenRequest, responses={200: TokenResponse}, tags=["auth"], public=True)
+@spec(body=TokenRequest, responses={200: TokenResponse}, tags=["auth"], public=True,
+      errors=(401, 429))
 def token(body: TokenRequest):
     """Exchange username and password for a bearer token."""
     user = check_credentials(normalize_username(body.username), body.password)

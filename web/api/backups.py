@@ -95,7 +95,7 @@ def show(backup_id: int):
 
 @bp.post("/<int:backup_id>/verify")
 @require("admin")
-@spec(responses={202: BackupOut}, tags=["backups"])
+@spec(responses={202: BackupOut}, tags=["backups"], errors=(409,))
 def verify(backup_id: int):
     """Re-read and hash the stored backup and check it as an archive (done by the io worker)."""
     _backup(backup_id)

@@ -13,7 +13,7 @@ bp = Blueprint("completions", __name__, url_prefix="/api/v1/completions")
 
 @bp.post("")
 @require("operator")
-@spec(body=CompletionIn, responses={202: CompletionReceipt}, tags=["completions"],
+@spec(body=CompletionIn, responses={202: CompletionReceipt}, tags=["completions"], errors=(409,),
       headers=[{"name": "Idempotency-Key", "required": True, "description":
                 "unique per completion; a retry sends the same key",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255}}])

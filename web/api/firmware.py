@@ -26,7 +26,10 @@ bp = Blueprint("firmware", __name__, url_prefix="/api/v1")
 FORM_SLACK = 1024 * 1024
 # Body read size: large blocks amortise the WSGI input's per-call cost (memory: one block).
 UPLOAD_BLOCK = CHUNK_SIZE
-DOWNLOAD_RESPONSES = {200: None, 206: None, 302: None, 304: None}
+BINARY = {"application/octet-stream": {"type": "string", "format": "binary"}}
+# Local storage streams the bytes (206 for a Range, 304 for If-None-Match); S3 redirects (302).
+DOWNLOAD_RESPONSES = {200: BINARY, 206: BINARY, 302: None, 304: None}
+DOWNLOAD_ERRORS = (403, 410, 416)  # a draft (operators), revoked, an unsatisfiable Range
 
 
 class Gone(ApiError):
@@ -112,7 +115,8 @@ def _parse_upload(limit: int, spools: list):
 @bp.post("/firmware")
 @body_limit("MAX_FIRMWARE_BYTES", FORM_SLACK, streamed=True)
 @require("admin")
-@spec(responses={201: FirmwareOut}, tags=["firmware"])
+@spec(form=FirmwareUploadForm, files=("file",), responses={201: FirmwareOut},
+      tags=["firmware"], errors=(409,))
 def upload():
     """Upload an image as multipart/form-data: file, product, version, sha256?, notes? (draft)."""
     if request.mimetype != "multipart/form-data":
@@ -154,7 +158,7 @@ def show(firmware_id: int):
 
 @bp.post("/firmware/<int:firmware_id>/release")
 @require("admin")
-@spec(responses={202: FirmwareOut}, tags=["firmware"])
+@spec(responses={202: FirmwareOut}, tags=["firmware"], errors=(409,))
 def release(firmware_id: int):
     """Release a firmware: an io worker re-checks its bytes and assigns it to the stations."""
     _firmware(firmware_id)
@@ -166,7 +170,7 @@ def release(firmware_id: int):
 
 @bp.post("/firmware/<int:firmware_id>/revoke")
 @require("admin")
-@spec(body=RevokeIn, responses={200: FirmwareOut}, tags=["firmware"])
+@spec(body=RevokeIn, responses={200: FirmwareOut}, tags=["firmware"], errors=(409,))
 def revoke(firmware_id: int, body: RevokeIn):
     """Revoke a firmware: its assignments are revoked and flashing with it is refused."""
     _firmware(firmware_id)
@@ -217,7 +221,8 @@ def _send(store, key: str, etag: str, filename: str, size: int) -> Response:
 
 @bp.get("/firmware/<int:firmware_id>/download")
 @require("operator")
-@spec(query=DownloadQuery, responses=DOWNLOAD_RESPONSES, tags=["firmware"])
+@spec(query=DownloadQuery, responses=DOWNLOAD_RESPONSES, tags=["firmware"],
+      errors=DOWNLOAD_ERRORS)
 def download(firmware_id: int, query: DownloadQuery):
     """The image: streamed with ETag = sha256 and Range (local), or 302 to a presigned URL (S3)."""
     fw = _firmware(firmware_id)
@@ -230,7 +235,7 @@ def download(firmware_id: int, query: DownloadQuery):
 
 @bp.get("/files/<path:key>", merge_slashes=False)  # "//etc/x" must not redirect
 @require("operator")
-@spec(responses=DOWNLOAD_RESPONSES, tags=["firmware"])
+@spec(responses=DOWNLOAD_RESPONSES, tags=["firmware"], errors=DOWNLOAD_ERRORS)
 def files(key: str):
     """A stored file by area and key (firmware/…; backups/… for admins); traversal-proof."""
     area, _, rest = key.partition("/")
@@ -269,7 +274,7 @@ def station_firmware(code: str):
 
 @bp.post("/stations/<code>/firmware/<int:assignment_id>/ack")
 @require("operator")
-@spec(body=FirmwareAckIn, responses={200: AssignmentOut}, tags=["firmware"])
+@spec(body=FirmwareAckIn, responses={200: AssignmentOut}, tags=["firmware"], errors=(409,))
 def station_ack(code: str, assignment_id: int, body: FirmwareAckIn):
     """The station proves what it holds: sha256 equal -> verified, different -> failed."""
     try:

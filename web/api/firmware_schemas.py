@@ -16,7 +16,8 @@ class FirmwareUploadForm(Strict):
     """The text fields of the multipart upload (the image itself is the part named ``file``)."""
 
     product: Code
-    version: Annotated[str, Field(min_length=1, max_length=64, description="semantic version")]
+    version: Annotated[str, Field(min_length=1, max_length=64, description="semantic version",
+                                  json_schema_extra={"pattern": SEMVER.pattern})]
     sha256: Sha256 | None = None
     notes: Annotated[str, Field(max_length=2000)] | None = None
 

@@ -9,18 +9,25 @@ from ..models import utcnow
 from ..openapi import spec
 
 bp = Blueprint("health", __name__)
+ALIVE = {"application/json": {"type": "object", "required": ["status"],
+                              "properties": {"status": {"const": "ok"}}}}
+READINESS = {"application/json": {
+    "type": "object", "required": ["status", "checks"], "properties": {
+        "status": {"enum": ["ready", "unavailable"]},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        "detail": {"type": "object"}}}}
 log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
-@spec(tags=["health"], public=True)
+@spec(responses={200: ALIVE}, tags=["health"], public=True)
 def healthz():
     """The process is up."""
     return {"status": "ok"}
 
 
 @bp.get("/readyz")
-@spec(tags=["health"], public=True)
+@spec(responses={200: READINESS, 503: READINESS}, tags=["health"], public=True)
 def readyz():
     """Database, broker and storage reachable, completions being decided (503 otherwise)."""
     from workers.broker import ping_broker  # the Celery app is attached by the factory

@@ -15,6 +15,7 @@ from .label_schemas import (AckIn, LabelJobOut, LabelJobPage, LabelJobQuery, Pre
 from .schemas import ReasonIn
 
 bp = Blueprint("labels", __name__, url_prefix="/api/v1")
+PNG = {"image/png": {"type": "string", "format": "binary"}}
 
 
 def _png(zpl: bytes, dpi: int) -> Response:
@@ -55,7 +56,7 @@ def add_template(body: TemplateIn):
 
 @bp.post("/labels/preview")
 @require("operator")
-@spec(body=PreviewIn, responses={200: None}, tags=["labels"])
+@spec(body=PreviewIn, responses={200: PNG}, tags=["labels"])
 def preview(body: PreviewIn):
     """PNG of a template rendered with data, from the exact ZPL that would be sent."""
     try:
@@ -115,7 +116,7 @@ def job(job_id: int):
 
 @bp.get("/labels/jobs/<int:job_id>/preview.png")
 @require("operator")
-@spec(responses={200: None}, tags=["labels"])
+@spec(responses={200: PNG}, tags=["labels"])
 def job_preview(job_id: int):
     """PNG of the job's exact ZPL."""
     j = _job(job_id)
@@ -145,7 +146,7 @@ def station_next(code: str):
 
 @bp.post("/stations/<code>/labels/<int:job_id>/ack")
 @require("operator")
-@spec(body=AckIn, responses={200: LabelJobOut}, tags=["labels"])
+@spec(body=AckIn, responses={200: LabelJobOut}, tags=["labels"], errors=(409,))
 def station_ack(code: str, job_id: int, body: AckIn):
     """The station reports whether its printer printed a pulled job."""
     try:

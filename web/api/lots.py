@@ -21,7 +21,7 @@ def _lot(lot_no: str):
 
 @bp.post("")
 @require("supervisor")
-@spec(body=LotIn, responses={201: LotOut}, tags=["lots"])
+@spec(body=LotIn, responses={201: LotOut}, tags=["lots"], errors=(409,))
 def create(body: LotIn):
     """Create a lot at the first step of the product's current routing."""
     try:
@@ -62,7 +62,7 @@ def _change(lot_no: str, action: str, reason: str):
 
 @bp.post("/<lot_no>/hold")
 @require("supervisor")
-@spec(body=ReasonIn, responses={200: LotOut}, tags=["lots"])
+@spec(body=ReasonIn, responses={200: LotOut}, tags=["lots"], errors=(409,))
 def hold(lot_no: str, body: ReasonIn):
     """Put an active lot on hold."""
     return _change(lot_no, "hold", body.reason)
@@ -70,7 +70,7 @@ def hold(lot_no: str, body: ReasonIn):
 
 @bp.post("/<lot_no>/release")
 @require("supervisor")
-@spec(body=ReasonIn, responses={200: LotOut}, tags=["lots"])
+@spec(body=ReasonIn, responses={200: LotOut}, tags=["lots"], errors=(409,))
 def release(lot_no: str, body: ReasonIn):
     """Release a held lot back to in_process at the same step (rework)."""
     return _change(lot_no, "release", body.reason)
@@ -78,7 +78,7 @@ def release(lot_no: str, body: ReasonIn):
 
 @bp.post("/<lot_no>/scrap")
 @require("supervisor")
-@spec(body=ReasonIn, responses={200: LotOut}, tags=["lots"])
+@spec(body=ReasonIn, responses={200: LotOut}, tags=["lots"], errors=(409,))
 def scrap(lot_no: str, body: ReasonIn):
     """Scrap a lot that is not completed."""
     return _change(lot_no, "scrap", body.reason)
@@ -86,7 +86,8 @@ def scrap(lot_no: str, body: ReasonIn):
 
 @bp.get("/<lot_no>/dhr")
 @require("operator")
-@spec(query=DhrQuery, responses={200: DhrOut}, tags=["lots"])
+@spec(query=DhrQuery, responses={200: {"application/json": DhrOut, "text/csv": {"type": "string"}}},
+      tags=["lots"])
 def device_history(lot_no: str, query: DhrQuery):
     """The lot's device history record (JSON or CSV)."""
     record = dhr.build(_lot(lot_no))

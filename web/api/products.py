@@ -13,7 +13,7 @@ bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
 
 @bp.post("")
 @require("admin")
-@spec(body=ProductIn, responses={201: ProductOut}, tags=["products"])
+@spec(body=ProductIn, responses={201: ProductOut}, tags=["products"], errors=(409,))
 def create(body: ProductIn):
     """Create a product with routing revision 1."""
     data = body.model_dump()

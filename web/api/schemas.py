@@ -174,7 +174,8 @@ class StationIn(Strict):
     code: Code
     name: Name
     steps: Annotated[list[Code], Field(max_length=20)] = []
-    printer_uri: Annotated[str, Field(max_length=500)] | None = None
+    printer_uri: Annotated[str, Field(max_length=500, json_schema_extra={
+        "pattern": "^(tcp|sim|file|station)://"})] | None = None  # checked by _scheme
     printer_profile: PrinterProfile | None = None
 
     @field_validator("printer_uri")
@@ -212,7 +213,7 @@ class HeartbeatIn(Strict):
     """What a station reports with its heartbeat (all optional)."""
 
     app_version: Annotated[str, Field(max_length=64)] | None = None
-    queued: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
+    queued: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None  # a count, not a bool
     printer_status: Annotated[str, Field(max_length=200)] | None = None
 
 

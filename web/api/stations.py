@@ -13,7 +13,7 @@ bp = Blueprint("stations", __name__, url_prefix="/api/v1/stations")
 
 @bp.post("")
 @require("admin")
-@spec(body=StationIn, responses={201: StationOut}, tags=["stations"])
+@spec(body=StationIn, responses={201: StationOut}, tags=["stations"], errors=(409,))
 def create(body: StationIn):
     """Register a station PC."""
     try:

@@ -116,9 +116,107 @@ def test_every_ref_resolves(doc):
 
 def test_errors_are_documented_as_problem_json(doc):
     assert "Problem" in doc["components"]["schemas"]
-    for item in doc["paths"].values():
-        for op in item.values():
-            assert "application/problem+json" in op["responses"]["default"]["content"]
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for status, resp in op["responses"].items():
+                if status[0] in "45" and status != "414" and path != "/readyz":
+                    assert list(resp["content"]) == ["application/problem+json"], (path, status)
+
+
+def _operations(doc):
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            yield path, method, op
+
+
+def test_each_operation_declares_the_errors_it_answers_and_no_catch_all(doc):
+    """Status codes are checked against the document: no "default" that would allow any."""
+    for path, method, op in _operations(doc):
+        statuses = set(op["responses"])
+        assert "default" not in statuses, (method, path)
+        if "security" in op:
+            assert {"401", "503"} <= statuses, (method, path)
+        if op.get("x-required-role", "operator") != "operator":
+            assert "403" in statuses, (method, path)
+        if "{" in path:
+            assert "404" in statuses, (method, path)
+        if "requestBody" in op:
+            assert {"400", "413", "415", "422"} <= statuses, (method, path)
+    assert {"401", "429"} <= set(doc["paths"]["/api/v1/auth/token"]["post"]["responses"])
+    for path in ("/api/v1/lots", "/api/v1/products", "/api/v1/stations", "/api/v1/completions"):
+        assert "409" in doc["paths"][path]["post"]["responses"], path
+    download = doc["paths"]["/api/v1/firmware/{firmware_id}/download"]["get"]["responses"]
+    assert {"200", "206", "302", "304", "403", "404", "410", "416"} <= set(download)
+    assert download["200"]["content"]["application/octet-stream"]["schema"]["format"] == "binary"
+
+
+def test_firmware_upload_is_documented_as_multipart(doc):
+    body = doc["paths"]["/api/v1/firmware"]["post"]["requestBody"]
+    assert body["required"] is True and list(body["content"]) == ["multipart/form-data"]
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert set(schema["required"]) == {"file", "product", "version"}
+    assert schema["properties"]["file"]["format"] == "binary"
+    assert {"sha256", "notes"} <= set(schema["properties"])
+    assert schema["properties"]["version"]["pattern"]  # semantic versions only
+
+
+def test_dhr_is_documented_as_json_and_csv(doc):
+    content = doc["paths"]["/api/v1/lots/{lot_no}/dhr"]["get"]["responses"]["200"]["content"]
+    assert content["application/json"]["schema"]["$ref"].endswith("/DhrOut")
+    assert content["text/csv"]["schema"] == {"type": "string"}
+    png = doc["paths"]["/api/v1/labels/preview"]["post"]["responses"]["200"]["content"]
+    assert list(png) == ["image/png"]
+
+
+def _keys(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k not in ("properties", "$defs", "schemas", "paths", "responses"):
+                yield k
+            yield from _keys(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _keys(v)
+
+
+def test_constraints_use_json_schema_keywords(doc):
+    """pydantic's gt/ge/lt/le (left on float | int fields) are published as JSON Schema's."""
+    assert not {"gt", "ge", "lt", "le", "multiple_of"} & set(_keys(doc))
+    width = doc["components"]["schemas"]["TemplateIn"]["properties"]["width_mm"]
+    assert width["exclusiveMinimum"] == 0 and width["maximum"] == 300
+
+
+_PATH_ORDER = """
+import json, re
+from web import create_app
+from web.openapi import build_openapi
+doc = build_openapi(create_app())
+print(json.dumps([[[p["name"] for p in op["parameters"] if p["in"] == "path"],
+                   re.findall(r"{(\\w+)}", path)]
+                  for path, item in doc["paths"].items() for op in item.values()]))
+"""
+
+
+def test_path_parameters_are_listed_in_path_order(tmp_path):
+    """Every process publishes the same document: not in the order of a set of names, which
+    changes with the interpreter's hash seed (gunicorn workers would disagree)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import web
+    root = os.path.dirname(os.path.dirname(web.__file__))
+    for seed in ("0", "3"):  # 3 put assignment_id before code when names came from a set
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=root,
+                   NEUROHUB_DATA_DIR=str(tmp_path / seed), LOG_LEVEL="WARNING")
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        out = subprocess.run([sys.executable, "-c", _PATH_ORDER], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        for declared, in_path in json.loads(out.stdout.strip().splitlines()[-1]):
+            assert declared == in_path, (seed, declared, in_path)
 
 
 def test_document_is_stable(client, doc):
@@ -138,9 +236,41 @@ def test_docs_page_uses_local_assets_that_load(client):
     for asset in assets:
         got = client.get(asset)
         assert got.status_code == 200, asset
+        if asset.endswith(".png"):  # the favicon
+            assert got.headers["Content-Type"] == "image/png", asset
+            assert got.get_data().startswith(b"\x89PNG"), asset
+            continue
         assert len(got.get_data()) > 1000, asset
         expected = "text/css" if asset.endswith(".css") else "javascript"
         assert expected in got.headers["Content-Type"], (asset, got.headers["Content-Type"])
+
+
+def test_docs_page_serves_swagger_ui_5_which_renders_openapi_3_1(client):
+    """Swagger UI 4 (swagger-ui-bundle 1.1.0) shows "Unable to render this definition" for 3.1."""
+    html = client.get("/api/docs").get_data(as_text=True)
+    bundle = [a for a in re.findall(r'src="([^"]+)"', html) if a.endswith("swagger-ui-bundle.js")]
+    assert bundle, html
+    version = re.search(rb'PACKAGE_VERSION:"(\d+)\.', client.get(bundle[0]).get_data())
+    assert version and int(version.group(1)) >= 5, "Swagger UI 5 or newer renders OpenAPI 3.1"
+
+
+def test_swagger_ui_files_ship_as_package_data():
+    """Every vendored Swagger UI file is matched by setup.cfg's package_data (wheels carry it)."""
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    import web
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(web.__file__).parents[1] / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["web"].split(",")]
+    folder = Path(web.__file__).parent / "static" / "swagger-ui"
+    files = [f.relative_to(folder.parents[1]).as_posix() for f in folder.iterdir()]
+    assert {"static/swagger-ui/swagger-ui-bundle.js", "static/swagger-ui/swagger-ui.css",
+            "static/swagger-ui/LICENSE"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} is not package data"
+    assert "swagger-ui-bundle" not in cfg["options"]["install_requires"]
 
 
 def test_docs_asset_traversal_is_refused(client):
