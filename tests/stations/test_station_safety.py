@@ -152,8 +152,7 @@ def test_double_click_on_out_of_limits_values_only_warns_and_a_deliberate_confir
     _double_press(qtbot, w)
     _warned(w)
     assert not w.complete_button.isEnabled(), "held for the pause after the warning"
-    qtbot.wait(CONFIRM_GUARD_MS // 2)
-    qtbot.mouseClick(w.complete_button, Qt.LeftButton)   # still impatient: nothing
+    qtbot.mouseClick(w.complete_button, Qt.LeftButton)   # a third, impatient press: nothing
     _warned(w)
     assert w.complete() is None and w.ctx.queue.all() == [], "not by any path during the pause"
     headers = factory.headers("supervisor")
