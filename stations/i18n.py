@@ -39,7 +39,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "form.limits": "{min} … {max} {unit}", "form.no_limits": "no limits",
         "form.in_limits": "in limits", "form.out_of_limits": "out of limits",
         "form.not_number": "not a number", "form.required": "required",
-        "complete.button": "Complete", "complete.button_anyway": "Complete anyway (out of limits)",
+        "complete.button": "Complete", "complete.button_confirm": "Confirm (out of limits)",
         "complete.sending": "Sending…",
         "complete.in_flight": "#{seq} for {lot} {step}{unit} is already saved and not decided yet",
         "complete.queued": "Saved; sending #{seq}",
@@ -51,7 +51,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "complete.invalid": "Server refused #{seq}: {detail}",
         "complete.out_of_limits_warning":
             "Values out of limits: the server will reject this and put the lot on hold. "
-            "Press again to record it anyway.",
+            "Check them. To record them anyway, press \"Confirm (out of limits)\" "
+            "when it lights up.",
         "error.not_number": "{name}: \"{value}\" is not a number",
         "error.missing": "{name} is required",
         "error.no_lot": "Scan a lot first",
@@ -142,7 +143,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "form.limits": "{min} … {max} {unit}", "form.no_limits": "한계 없음",
         "form.in_limits": "규격 내", "form.out_of_limits": "규격 벗어남",
         "form.not_number": "숫자가 아님", "form.required": "필수",
-        "complete.button": "완공", "complete.button_anyway": "규격 벗어남 — 그래도 완공",
+        "complete.button": "완공", "complete.button_confirm": "규격 벗어남 완공 확인",
         "complete.sending": "전송 중…",
         "complete.in_flight": "{lot} {step}{unit} 완공 #{seq}이(가) 이미 저장되어 결과를 기다리는 중입니다",
         "complete.queued": "저장됨; #{seq} 전송 중",
@@ -153,7 +154,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "complete.invalid": "서버가 #{seq}을(를) 거절했습니다: {detail}",
         "complete.out_of_limits_warning":
             "규격을 벗어난 값이 있습니다: 서버가 거부하고 LOT을 보류합니다. "
-            "그래도 기록하려면 다시 누르세요.",
+            "값을 확인하세요. 그래도 기록하려면 버튼이 켜진 뒤 「규격 벗어남 완공 확인」을 누르세요.",
         "error.not_number": "{name}: \"{value}\"은(는) 숫자가 아닙니다",
         "error.missing": "{name} 값이 필요합니다",
         "error.no_lot": "먼저 LOT을 스캔하세요",

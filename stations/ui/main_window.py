@@ -12,6 +12,7 @@ from ..scanner import Barcode, parse_barcode
 from ..station import Lookup, StationContext
 from ..threads import run_async
 from ..qt import QApplication, QMainWindow, Qt, QTimer, Signal
+from .confirm import OutOfLimitsConfirm
 from .dialogs import LoginDialog
 from .main_layout import setup_ui
 from .status import ActivityFilter, ScanBridge, printer_state_text, scanner_text, sync_text
@@ -32,7 +33,6 @@ class MainWindow(QMainWindow):
         self.ctx = ctx
         self.lookup: Lookup | None = None
         self.login_dialog: LoginDialog | None = None
-        self._confirm_out = False
         self._shut = False
         self._pending_scans = 0
         self._scans = 0            # scans handed to a lookup so far
@@ -43,6 +43,8 @@ class MainWindow(QMainWindow):
         self.scan_field.returnPressed.connect(self._manual_scan)
         self.logout_button.clicked.connect(lambda: self.logout("logout"))
         self.complete_button.clicked.connect(self.complete)
+        self.confirm = OutOfLimitsConfirm(self.complete_button, self.form, self)
+        self.confirm.changed.connect(self._update_complete)
         self.bridge = ScanBridge()
         self.bridge.scanned.connect(self.handle_barcode)
         self.bridge.state.connect(self._scanner_state)
@@ -80,7 +82,7 @@ class MainWindow(QMainWindow):
         self.settings_button.setText(tr("settings.open"))
         self.logout_button.setText(tr("login.logout"))
         self.results_title.setText(tr("results.title"))
-        self.complete_button.setText(tr("complete.button"))
+        self.complete_button.setText(self.confirm.label())
         self.lot_panel.retranslate()
         self.firmware_panel.retranslate()
         if self.login_dialog is not None and not self.login_dialog.isVisible():
@@ -216,8 +218,7 @@ class MainWindow(QMainWindow):
         self.firmware_panel.setVisible(needs_fw or self.firmware_panel.has_assignments)
         if needs_fw:
             self.firmware_panel.show_for(lot["product"])
-        self._confirm_out = False
-        self.complete_button.setText(tr("complete.button"))
+        self.confirm.reset()
         in_flight = self._update_complete()
         if emit:  # a background refresh must not replace the decision on screen
             self._explain(result, serves, in_flight)
@@ -228,12 +229,11 @@ class MainWindow(QMainWindow):
     def clear_item(self) -> None:
         """Forget the lot and unit on screen (after a scan that did not resolve)."""
         self.lookup = None
-        self._confirm_out = False
+        self.confirm.reset()
         self.lot_panel.show_lot(None)
         self.form.set_specs([])
         self.firmware_panel.product = None
         self.firmware_panel.setVisible(self.firmware_panel.has_assignments)
-        self.complete_button.setText(tr("complete.button"))
         self.complete_button.setEnabled(False)
 
     def _in_flight(self) -> Entry | None:
@@ -252,7 +252,8 @@ class MainWindow(QMainWindow):
             lot is not None and res.step is not None and not res.error
             and bool(self.ctx.serves(lot.get("current_step")))
             and lot.get("status") in ("created", "in_process")
-            and not self._pending_scans and self._sending is None and in_flight is None)
+            and not self._pending_scans and self._sending is None and in_flight is None
+            and not self.confirm.waiting)
         return in_flight
 
     def _explain(self, result: Lookup, serves: bool | None, in_flight: Entry | None = None
@@ -302,16 +303,15 @@ class MainWindow(QMainWindow):
         if errors:
             self.show_message("\n".join(errors), "#b00020")
             return None
-        if out and not self._confirm_out:
-            self._confirm_out = True  # a second press records it: no modal dialog to block on
-            self.complete_button.setText(tr("complete.button_anyway"))
-            self.show_message(tr("complete.out_of_limits_warning"), "#8a6d00")
+        if out and not self.confirm.confirmed():
+            if not self.confirm.armed:  # warn; a press after the pause records it
+                self.confirm.arm()
+                self.show_message(tr("complete.out_of_limits_warning"), "#8a6d00")
             return None
         entry = self.ctx.submit(lot, step, values, res.unit, firmware)
         self._sending = entry.seq
         self.complete_button.setEnabled(False)  # until its decision or the next scan
-        self._confirm_out = False
-        self.complete_button.setText(tr("complete.button"))
+        self.confirm.reset()
         online = self.ctx.syncer.state.online
         self.show_message(tr("complete.queued" if online else "complete.queued_offline",
                              seq=entry.seq), "#1565c0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..i18n import tr
-from ..qt import QFont, QGridLayout, QLabel, QLineEdit, QWidget
+from ..qt import QFont, QGridLayout, QLabel, QLineEdit, QWidget, Signal
 
 COLOURS = {"ok": "#c8f7c5", "out": "#ffb3b3", "bad": "#ffd59e", "empty": "#ffffff"}
 
@@ -47,6 +47,8 @@ def _limits_text(spec: dict) -> str:
 class MeasurementForm(QWidget):
     """One row per measurement spec: name (unit), value field, limits, verdict."""
 
+    edited = Signal()  # a value was typed, changed or cleared
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.grid = QGridLayout(self)
@@ -86,6 +88,7 @@ class MeasurementForm(QWidget):
             verdict = QLabel("")
             verdict.setMinimumWidth(verdict_width)
             field.textChanged.connect(lambda text, s=spec: self._colour(s, text))
+            field.textChanged.connect(lambda _text: self.edited.emit())
             self.grid.addWidget(label, row, 0)
             self.grid.addWidget(field, row, 1)
             self.grid.addWidget(QLabel(limits), row, 2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
@@ -30,6 +31,16 @@ def _wait(app, signal, timeout_ms=15000):
     if not got:
         raise SystemExit(f"timed out waiting for {signal}")
     return got[0]
+
+
+def _wait_until(app, predicate, timeout_s=15.0):
+    """Process events until ``predicate()`` is true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {predicate}")
+        app.processEvents()
+        time.sleep(0.02)
 
 
 def main() -> int:
@@ -61,7 +72,10 @@ def main() -> int:
             continue
         for name, text in step["values"].items():
             window.form.fields[name].setText(text)
-        entry = window.complete() or window.complete()  # out-of-limits needs a second press
+        entry = window.complete()
+        if entry is None:  # out of limits: it warned; confirm once the button is usable again
+            _wait_until(app, window.complete_button.isEnabled)
+            entry = window.complete()
         print("QUEUED", entry.seq, entry.key, flush=True)
     print("DONE", window.net_label.text(), flush=True)
     return app.exec_()

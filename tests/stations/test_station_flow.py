@@ -128,7 +128,9 @@ def test_rejection_reasons_shown_in_korean(stack, factory, make_station, qtbot):
     qtbot.mouseClick(w.complete_button, Qt.LeftButton)     # first press only warns
     assert w.ctx.queue.all() == []
     assert w.result_label.text() == tr("complete.out_of_limits_warning")
-    entry = _complete(qtbot, w)                            # second press records it
+    assert w.complete_button.text() == tr("complete.button_confirm")
+    qtbot.waitUntil(w.complete_button.isEnabled, timeout=5000)  # the pause after the warning
+    entry = _complete(qtbot, w)                            # the confirming press records it
     assert entry.state == "rejected"
     assert [r["code"] for r in entry.reasons] == ["out_of_spec"]
     text = w.result_label.text()

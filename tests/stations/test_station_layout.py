@@ -83,7 +83,7 @@ def test_long_messages_nothing_clipped(window, qtbot, language):
         _settle(qtbot)
         problems = clipped(w)
         assert not problems, text + "\n" + "\n".join(problems)
-    w.complete_button.setText(tr("complete.button_anyway"))
+    w.complete_button.setText(tr("complete.button_confirm"))
     _settle(qtbot)
     problems = clipped(w)
     assert not problems, "\n".join(problems)

@@ -1,10 +1,14 @@
-"""Complete acts only on the item the operator holds: a failed scan clears it, and one press of
-Complete is one completion (online and offline), against the real server, worker and relay."""
+"""Complete acts only on the item the operator holds: a failed scan clears it, one press of
+Complete is one completion (online and offline), and out-of-limits values are recorded only by a
+deliberate confirming press, against the real server, worker and relay."""
 from __future__ import annotations
+
+import time
 
 from PyQt5.QtCore import Qt
 
 from stations.i18n import tr
+from stations.ui.confirm import CONFIRM_GUARD_MS
 from tests.stations.conftest import FCT_STEP, api_status, dead_server_url
 
 ASSY = {"step": "ASSY", "name": "Assembly"}   # no measurements: nothing to re-type between presses
@@ -119,3 +123,70 @@ def test_double_press_offline_queues_one_completion_and_a_rescan_keeps_it_off(
     assert w.result_label.text() == tr("complete.in_flight", seq=entries[0].seq, lot=lot,
                                        step="ASSY", unit="")
     assert w.complete() is None and len(w.ctx.queue.all()) == 1
+
+
+def _out_of_limits_form(factory, make_station, qtbot):
+    """A station showing a one-unit FCT lot with voltage 3.9 V (limits 3.2 … 3.4)."""
+    _, user = factory.user("operator")
+    product = factory.product(routing=[FCT_STEP, PACK])
+    station = factory.station(steps=["FCT"], printer_uri=None)
+    lot = factory.lot(product, quantity=1)
+    w = make_station(station, user)
+    _scan(qtbot, w, lot)
+    qtbot.keyClicks(w.form.fields["voltage"], "3.9")
+    qtbot.keyClicks(w.form.fields["current_ma"], "40")
+    assert w.form.state("voltage") == "out" and w.complete_button.isEnabled()
+    return w, lot
+
+
+def _warned(window):
+    assert window.ctx.queue.all() == [], "nothing may be recorded before a deliberate confirm"
+    assert window.result_label.text() == tr("complete.out_of_limits_warning")
+    assert window.complete_button.text() == tr("complete.button_confirm")
+
+
+def test_double_click_on_out_of_limits_values_only_warns_and_a_deliberate_confirm_records_one(
+        stack, factory, make_station, qtbot):
+    w, lot = _out_of_limits_form(factory, make_station, qtbot)
+    warned_at = time.monotonic()
+    _double_press(qtbot, w)
+    _warned(w)
+    assert not w.complete_button.isEnabled(), "held for the pause after the warning"
+    qtbot.mouseClick(w.complete_button, Qt.LeftButton)   # a third, impatient press: nothing
+    _warned(w)
+    assert w.complete() is None and w.ctx.queue.all() == [], "not by any path during the pause"
+    headers = factory.headers("supervisor")
+    body = api_status(stack, headers, f"/api/v1/lots/{lot}")
+    assert body["completions"] == [] and body["status"] != "on_hold"
+
+    qtbot.waitUntil(w.complete_button.isEnabled, timeout=5000)
+    # Qt's coarse timers may fire up to 5 % early.
+    assert time.monotonic() - warned_at >= 0.95 * CONFIRM_GUARD_MS / 1000
+    _warned(w)
+    decided = []
+    w.result_shown.connect(decided.append)
+    _double_press(qtbot, w)   # the confirming press, even if it is a double click, is one
+    qtbot.waitUntil(lambda: bool(decided), timeout=20000)
+    qtbot.wait(1500)          # a second completion would have been decided by now
+    assert [(e.seq, e.state) for e in decided] == [(1, "rejected")]
+    assert [r["code"] for r in decided[0].reasons] == ["out_of_spec"]
+    assert len(w.ctx.queue.all()) == 1
+    body = api_status(stack, headers, f"/api/v1/lots/{lot}")
+    assert [c["status"] for c in body["completions"]] == ["rejected"]
+    assert body["status"] == "on_hold"
+    assert w.complete_button.text() == tr("complete.button")
+
+
+def test_changing_a_value_after_the_warning_needs_a_new_warning(stack, factory, make_station,
+                                                                 qtbot):
+    w, _ = _out_of_limits_form(factory, make_station, qtbot)
+    qtbot.mouseClick(w.complete_button, Qt.LeftButton)
+    _warned(w)
+    qtbot.waitUntil(w.complete_button.isEnabled, timeout=5000)
+    # The operator retypes the value (still out of limits): the confirmation was for 3.9.
+    w.form.fields["voltage"].clear()
+    qtbot.keyClicks(w.form.fields["voltage"], "3.8")
+    assert w.complete_button.text() == tr("complete.button") and w.complete_button.isEnabled()
+    qtbot.mouseClick(w.complete_button, Qt.LeftButton)
+    _warned(w)
+    assert not w.complete_button.isEnabled()
