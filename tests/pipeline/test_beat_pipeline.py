@@ -13,7 +13,7 @@ import redis
 from sqlalchemy import select
 
 from tests.conftest import REDIS_BASE, TEST_CONFIG
-from tests.support.procs import Proc, celery_worker, service_env, wait_until
+from tests.support.procs import Proc, celery_worker, service_env, stop_all, wait_until
 
 # Beat traffic goes to a Redis database of its own, claimed for the test: two test sessions on
 # one machine (several developers) must not consume each other's beat messages.
@@ -116,7 +116,7 @@ def test_two_beats_for_many_slots_make_exactly_one_backup_per_slot(app, db, pg_d
         for p in beats:
             if p.proc is not None and p.proc.poll() is None:
                 os.kill(p.proc.pid, signal.SIGCONT)  # a paused beat could not handle SIGTERM
-            p.stop()
+        stop_all(*beats)
     try:
         wait_until(lambda: _drained(isolated_broker), 30, 0.1, "the last sends to finish")
         logs = f"{beats[0].output()}\n{beats[1].output()}\n{worker.output()}"
