@@ -58,11 +58,12 @@ def _app(pg_database, broker, **extra):
 # finds the slot taken (counted in ``skipped``) rather than the lock held.
 PERIOD = 4
 SLOTS = 11  # slots the two beats run through together; at least SLOTS - 2 must have a backup
+SEND = "Sending due task backups-snapshot"  # what celery beat logs as it sends a snapshot run
 
 
-def _logged(p: Proc, text: str) -> float | None:
-    """When ``text`` was first seen in the log of ``p`` (polled: call it in a tight loop)."""
-    return time.time() if text in p.log_path.read_text(errors="replace") else None
+def _count(p: Proc, text: str) -> int:
+    """How many times ``text`` appears in the log of ``p``."""
+    return p.log_path.read_text(errors="replace").count(text)
 
 
 def _half_a_period_apart(first: Proc, second: Proc) -> None:
@@ -72,11 +73,14 @@ def _half_a_period_apart(first: Proc, second: Proc) -> None:
     same moment. The second one is paused (SIGSTOP) as soon as it has started, before its first
     send, and resumed when its overdue send falls half a period after one of the first beat's.
     """
-    started = wait_until(lambda: _logged(second, "beat: Starting..."), 60, 0.02,
-                         f"the second beat\n{second.output()}")
+    wait_until(lambda: _count(second, "beat: Starting..."), 60, 0.02,
+               f"the second beat\n{second.output()}")
+    started = time.time()
     os.kill(second.proc.pid, signal.SIGSTOP)
-    sent = wait_until(lambda: _logged(first, "Sending due task backups-snapshot"), 60, 0.02,
-                      f"the first beat to send\n{first.output()}")
+    sends = _count(first, SEND)  # the next send is seen as it happens (polled every 20 ms)
+    wait_until(lambda: _count(first, SEND) > sends, 60, 0.02,
+               f"the first beat to send\n{first.output()}")
+    sent = time.time()
     resume = sent + PERIOD / 2
     while resume < started + PERIOD + 1:  # past the second beat's own first send, with margin
         resume += PERIOD
