@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import TEST_CONFIG
-from tests.support.procs import celery_worker, relay, service_env, wait_until
+from tests.support.procs import celery_worker, relay, service_env, stop_all, wait_until
 
 
 class Pipeline:
@@ -32,8 +32,7 @@ def pipeline(app, pg_database, redis_url, tmp_path_factory):
     celery_app = app.extensions["celery"]
     wait_until(lambda: celery_app.control.ping(timeout=0.5), 60, message="the worker to answer")
     yield p
-    p.relay.stop()
-    p.worker.stop()
+    stop_all(p.relay, p.worker)
 
 
 def wait_status(client, headers, completion_id, timeout=30.0, statuses=("accepted", "rejected",

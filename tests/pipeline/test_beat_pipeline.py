@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import uuid
@@ -12,7 +13,7 @@ import redis
 from sqlalchemy import select
 
 from tests.conftest import REDIS_BASE, TEST_CONFIG
-from tests.support.procs import Proc, celery_worker, service_env, wait_until
+from tests.support.procs import Proc, celery_worker, service_env, stop_all, wait_until
 
 # Beat traffic goes to a Redis database of its own, claimed for the test: two test sessions on
 # one machine (several developers) must not consume each other's beat messages.
@@ -51,42 +52,87 @@ def _app(pg_database, broker, **extra):
     return create_app(dict(TEST_CONFIG, DATABASE_URL=pg_database, REDIS_URL=broker, **extra))
 
 
+# The backup slot period of the two-beats test: short, so that the beats contend for many slots
+# in well under a minute. The second beat sends half a period after the first, so a snapshot
+# (~0.5 s, more on a loaded machine) has ended before the next send: the second send of a slot
+# finds the slot taken (counted in ``skipped``) rather than the lock held.
+PERIOD = 4
+SLOTS = 11  # slots the two beats run through together; at least SLOTS - 2 must have a backup
+SEND = "Sending due task backups-snapshot"  # what celery beat logs as it sends a snapshot run
+
+
+def _count(p: Proc, text: str) -> int:
+    """How many times ``text`` appears in the log of ``p``."""
+    return p.log_path.read_text(errors="replace").count(text)
+
+
+def _half_a_period_apart(first: Proc, second: Proc) -> None:
+    """Make ``second`` (just started, like ``first``) send half a period after ``first`` sends.
+
+    A beat sends every PERIOD from its start, so two beats started together would send at the
+    same moment. The second one is paused (SIGSTOP) as soon as it has started, before its first
+    send, and resumed when its overdue send falls half a period after one of the first beat's.
+    """
+    wait_until(lambda: _count(second, "beat: Starting..."), 60, 0.02,
+               f"the second beat\n{second.output()}")
+    started = time.time()
+    os.kill(second.proc.pid, signal.SIGSTOP)
+    sends = _count(first, SEND)  # the next send is seen as it happens (polled every 20 ms)
+    wait_until(lambda: _count(first, SEND) > sends, 60, 0.02,
+               f"the first beat to send\n{first.output()}")
+    sent = time.time()
+    resume = sent + PERIOD / 2
+    while resume < started + PERIOD + 1:  # past the second beat's own first send, with margin
+        resume += PERIOD
+    time.sleep(max(0.0, resume - time.time()))
+    os.kill(second.proc.pid, signal.SIGCONT)
+
+
+def _drained(broker: str) -> bool:
+    """Nothing left in the beat test's queues, nor taken and still running (acks are late)."""
+    client = redis.Redis.from_url(broker)
+    return not (client.llen("io") or client.llen("default") or client.hlen("unacked"))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_two_beats_for_two_minutes_make_exactly_one_backup_per_slot(app, db, pg_database,
-                                                                    isolated_broker, tmp_path):
+def test_two_beats_for_many_slots_make_exactly_one_backup_per_slot(app, db, pg_database,
+                                                                   isolated_broker, tmp_path):
     from web.models import Backup, PeriodicRun
     from web.services import periodic
     env = service_env(DATABASE_URL=pg_database, REDIS_URL=isolated_broker,
                       BACKUP_DIR=tmp_path / "backups", BACKUP_TMP_DIR=tmp_path / "tmp",
-                      BACKUP_CRON="@every 10s", BEAT_HEARTBEAT_CRON="@every 10s",
+                      BACKUP_CRON=f"@every {PERIOD}s", BEAT_HEARTBEAT_CRON=f"@every {PERIOD}s",
                       CANARY_CRON="off", **QUIET, **TEST_CONFIG)
     worker = celery_worker(env, tmp_path, name="io-worker", queues="io,default", concurrency=2)
     beats = [beat(env, tmp_path, "beat-a"), beat(env, tmp_path, "beat-b")]
     app2 = _app(pg_database, isolated_broker)
     try:
         worker.start()
-        wait_until(lambda: app2.extensions["celery"].control.ping(timeout=0.5), 60, 0.5,
+        wait_until(lambda: app2.extensions["celery"].control.ping(timeout=0.5), 60, 0.2,
                    f"the io worker\n{worker.output()}")
-        beats[0].start()
-        time.sleep(3.3)  # the second beat runs on its own clock, as a second host would
-        beats[1].start()
-        time.sleep(112)
+        for p in beats:
+            p.start()
+        # the second beat runs on its own clock, as a second host would
+        _half_a_period_apart(*beats)
+        time.sleep(SLOTS * PERIOD)
     finally:
         for p in beats:
-            p.stop()
+            if p.proc is not None and p.proc.poll() is None:
+                os.kill(p.proc.pid, signal.SIGCONT)  # a paused beat could not handle SIGTERM
+        stop_all(*beats)
     try:
-        time.sleep(3)  # the last sends finish
+        wait_until(lambda: _drained(isolated_broker), 30, 0.1, "the last sends to finish")
         logs = f"{beats[0].output()}\n{beats[1].output()}\n{worker.output()}"
         db.session.rollback()
         rows = db.session.scalars(select(Backup).where(Backup.kind == "scheduled")
                                   .order_by(Backup.slot)).all()
         slots = [b.slot for b in rows]
-        assert len(rows) >= 9, logs
+        assert len(rows) >= SLOTS - 2, logs
         assert len(slots) == len(set(slots)), logs
         assert all(b.state == "done" for b in rows), [(b.id, b.state, b.error) for b in rows]
-        assert all(s.timestamp() % 10 == 0 for s in slots)
-        gaps = [(a, b) for a, b in zip(slots, slots[1:]) if b - a != timedelta(seconds=10)]
+        assert all(s.timestamp() % PERIOD == 0 for s in slots)
+        gaps = [(a, b) for a, b in zip(slots, slots[1:]) if b - a != timedelta(seconds=PERIOD)]
         assert gaps == [], logs
         # the second beat found the first one's lock and exited before sending anything
         from web.services.beat_leader import ANOTHER_BEAT

@@ -9,7 +9,7 @@ import redis
 from sqlalchemy import func, select, text
 
 from tests.conftest import TEST_CONFIG
-from tests.support.procs import celery_worker, relay, service_env, wait_until
+from tests.support.procs import celery_worker, relay, service_env, stop_all, wait_until
 from tests.support.tcpproxy import TcpProxy
 from web.models import AuditEvent, Completion, Lot, OutboxMessage
 
@@ -46,8 +46,7 @@ def line(app, db, factory, tmp_path, pg_database, redis_url):
     bodies = [{"lot_no": lot, "step": "SMT", "station": st, "qty_good": 1}
               for _ in range(PER_LOT) for lot in lots]
     yield {"lots": lots, "bodies": bodies, "procs": procs, "headers": factory.headers("operator")}
-    for p in procs.values():
-        p.stop()
+    stop_all(*procs.values())
 
 
 def _assert_exactly_once(db, lots):

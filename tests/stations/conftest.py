@@ -16,9 +16,9 @@ os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="xdg-"))
 import pytest  # noqa: E402
 import requests  # noqa: E402
 
-from tests.conftest import TEST_CONFIG  # noqa: E402
+from tests.conftest import TEST_CONFIG, empty_database  # noqa: E402
 from tests.support.procs import (Proc, celery_worker, free_port, relay, service_env,  # noqa: E402
-                                 wait_until)
+                                 stop_all, wait_until)
 
 PASSWORD = "correct-horse-battery"  # tests.support.factories default
 FCT_STEP = {"step": "FCT", "name": "Functional test", "measurements": [
@@ -82,24 +82,27 @@ def stack(app, pg_database, redis_url, tmp_path_factory):
     env = service_env(DATABASE_URL=pg_database, REDIS_URL=redis_url,
                       NEUROHUB_DATA_DIR=str(tmp_path_factory.mktemp("server-data")),
                       WEB_WORKERS=2, **TEST_CONFIG)
-    server = LiveServer(env, log_dir).start()
+    # the worker and the relay start while gunicorn does (start-ups are most of this fixture)
     worker = celery_worker(env, log_dir, name="station-worker",
                            queues="completions,default,printing,io").start()
     relay_proc = relay(env, log_dir).start()
+    try:
+        server = LiveServer(env, log_dir).start()
+    except BaseException:
+        stop_all(relay_proc, worker)
+        raise
     celery_app = app.extensions["celery"]
     wait_until(lambda: celery_app.control.ping(timeout=0.5), 60, message="the worker to answer")
     yield Stack(server, worker, relay_proc)
-    relay_proc.stop()
-    worker.stop()
-    server.proc.stop()
+    stop_all(relay_proc, worker, server.proc)
 
 
 @pytest.fixture()
 def db(app):
-    """The parent package's emptied database, retrying the TRUNCATE if it deadlocks.
+    """The parent package's emptied database, retrying the emptying if it deadlocks.
 
-    Here the server, relay and worker keep querying between tests, so the one-statement
-    TRUNCATE of every table can deadlock with them; a retry always gets through.
+    Here the server, relay and worker keep querying between tests, so deleting every table's
+    rows can deadlock with them; a retry always gets through.
     """
     import time
 
@@ -109,12 +112,8 @@ def db(app):
     with app.app_context():
         for attempt in range(10):
             try:
-                tables = _db.session.scalars(text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'")).all()
                 _db.session.execute(text("SET LOCAL lock_timeout = '5s'"))
-                _db.session.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-                _db.session.commit()
+                empty_database(_db.session)
                 break
             except OperationalError:
                 _db.session.rollback()

@@ -76,6 +76,20 @@ class Proc:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+def stop_all(*procs: Proc, timeout: float = 20) -> None:
+    """Stop several processes together: SIGTERM to each, then wait (SIGKILL what is left)."""
+    running = [p for p in procs if p.proc is not None and p.proc.poll() is None]
+    for p in running:
+        p.proc.terminate()
+    deadline = time.monotonic() + timeout
+    for p in running:
+        try:
+            p.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        p.kill()  # the rest of its process group, if any is left
+
+
 def celery_worker(env: dict, log_dir: Path, name: str = "worker", queues: str = "completions,default",
                   concurrency: int = 2, loglevel: str = "WARNING") -> Proc:
     """A real Celery worker process on the given queues."""
