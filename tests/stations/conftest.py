@@ -7,7 +7,6 @@ port. Apps under test are real MainWindows on a per-test data folder.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import: no screen on CI
@@ -17,45 +16,14 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from tests.conftest import TEST_CONFIG, empty_database  # noqa: E402
-from tests.support.procs import (Proc, celery_worker, free_port, relay, service_env,  # noqa: E402
-                                 stop_all, wait_until)
+from tests.support.live import LiveServer  # noqa: E402
+from tests.support.procs import (Proc, celery_worker, relay, service_env, stop_all,  # noqa: E402
+                                 wait_until)
 
 PASSWORD = "correct-horse-battery"  # tests.support.factories default
 FCT_STEP = {"step": "FCT", "name": "Functional test", "measurements": [
     {"name": "voltage", "unit": "V", "min": 3.2, "max": 3.4},
     {"name": "current_ma", "unit": "mA", "min": 30, "max": 50}]}
-
-
-class LiveServer:
-    """gunicorn running ``web:create_app()`` on a fixed port (restartable on the same port)."""
-
-    def __init__(self, env: dict, log_dir):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = Proc("gunicorn", [sys.executable, "-m", "gunicorn", "-w", "2", "--threads",
-                                      "4", "-b", f"127.0.0.1:{self.port}", "--graceful-timeout",
-                                      "5", "web:create_app()"], env, log_dir)
-
-    def up(self) -> bool:
-        """True when /healthz answers."""
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def start(self) -> "LiveServer":
-        """Start and wait until healthy."""
-        self.proc.start()
-        try:
-            wait_until(self.up, 60, 0.1, "gunicorn to answer /healthz")
-        except AssertionError:
-            raise AssertionError("gunicorn did not start:\n" + self.proc.output()) from None
-        return self
-
-    def stop(self) -> None:
-        """Stop the server and wait until the port refuses connections."""
-        self.proc.stop(10)
-        wait_until(lambda: not self.up(), 20, 0.1, "gunicorn to stop")
 
 
 class Stack:

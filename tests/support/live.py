@@ -9,12 +9,14 @@ from tests.support.procs import Proc, free_port, wait_until
 
 
 class LiveServer:
-    """gunicorn (2 workers x 4 threads, as in production) on a port of the loopback interface."""
+    """gunicorn (2 workers x 4 threads and the product's gunicorn config, as in production) on a
+    port of the loopback interface; restartable on the same port."""
 
     def __init__(self, env: dict, log_dir, workers: int = 2, threads: int = 4):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = Proc("gunicorn", [sys.executable, "-m", "gunicorn", "-w", str(workers),
+        self.proc = Proc("gunicorn", [sys.executable, "-m", "gunicorn",
+                                      "-c", "python:web.gunicorn_conf", "-w", str(workers),
                                       "--threads", str(threads), "-b", f"127.0.0.1:{self.port}",
                                       "--graceful-timeout", "5", "web:create_app()"], env, log_dir)
 
@@ -35,5 +37,6 @@ class LiveServer:
         return self
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL what is left)."""
+        """Stop the server and wait until the port refuses connections."""
         self.proc.stop(10)
+        wait_until(lambda: not self.up(), 20, 0.1, "gunicorn to stop")
