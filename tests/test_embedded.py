@@ -10,29 +10,17 @@ import psutil
 import pytest
 import requests
 
-from tests.support.procs import ROOT, Proc, free_port, wait_until
-
-
-def _ready(base):
-    try:
-        return requests.get(f"{base}/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+from tests.support.procs import ROOT, Proc, embedded_env, free_port, ready, wait_until
 
 
 @pytest.mark.slow
 def test_neurohub_up_with_empty_environment_serves_processes_and_stops(tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "LANG": "C.UTF-8"}  # nothing else: no database, broker or secret configured
-    port, sim_port = free_port(), free_port()
-    while sim_port + 1 == port:
-        sim_port = free_port()
-    env["PRINTER_SIM_PORT"] = str(sim_port)  # the control endpoint listens on sim_port + 1
+    env, port, sim_port = embedded_env(tmp_path)  # the embedded default: SQLite database and broker
     up = Proc("up", [sys.executable, "-m", "web.cli", "up", "--port", str(port)], env, tmp_path,
               cwd=tmp_path).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(base), 90, 0.5, f"readyz\n{up.output()}")
+        wait_until(lambda: ready(base), 90, 0.5, f"readyz\n{up.output()}")
         children = [p.pid for p in up.tree()[1:]]
         assert len(children) >= 5, up.output()  # web, two workers, beat, relay (+ pool children)
         data = tmp_path / "var"
@@ -90,7 +78,7 @@ def test_a_second_up_or_beat_exits_at_once_and_starts_nothing(tmp_path):
               cwd=tmp_path).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(base), 90, 0.5, f"readyz\n{up.output()}")
+        wait_until(lambda: ready(base), 90, 0.5, f"readyz\n{up.output()}")
         started = time.monotonic()
         second = _neurohub(["up", "--port", str(port)], env, tmp_path)
         assert second.returncode == 1, second.stdout + second.stderr
@@ -112,6 +100,6 @@ def test_a_second_up_or_beat_exits_at_once_and_starts_nothing(tmp_path):
         assert up.proc.poll() is None
         beats = [p for p in up.tree() if "beat" in p.cmdline()]
         assert len(beats) == 1, [p.cmdline() for p in beats]
-        assert _ready(base)
+        assert ready(base)
     finally:
         up.stop()

@@ -124,3 +124,24 @@ def web_server(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proc,
     web = next(c for c in plan(cfg, "127.0.0.1", port, flower=False, printer_sim=False)
                if c.name == "web")
     return Proc("web", web.argv, {**env, **web.env}, log_dir), f"http://127.0.0.1:{port}"
+
+
+def embedded_env(home: Path) -> tuple[dict, int, int]:
+    """`neurohub up` on the embedded default (nothing configured): its environment, a free web
+    port and a free printer-simulator port (whose HTTP control listens on that port + 1)."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(ROOT),
+           "LANG": "C.UTF-8"}  # nothing else: no database, broker or secret configured
+    port, sim_port = free_port(), free_port()
+    while sim_port + 1 == port:
+        sim_port = free_port()
+    env["PRINTER_SIM_PORT"] = str(sim_port)
+    return env, port, sim_port
+
+
+def ready(base: str) -> bool:
+    """True when the web at ``base`` answers /readyz with 200."""
+    import requests
+    try:
+        return requests.get(f"{base}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

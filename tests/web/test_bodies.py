@@ -6,21 +6,11 @@ import io
 import json
 
 import pytest
-from sqlalchemy import text
 
+from tests.support.rows import row_counts
 from tests.web.api.spec_walk import example, load_spec, operations
 
 MIB = 1024 * 1024
-
-
-def _counts(db) -> dict[str, int]:
-    tables = db.session.scalars(text(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-        "AND tablename <> 'alembic_version'")).all()
-    out = {t: db.session.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one()
-           for t in tables}
-    db.session.rollback()
-    return out
 
 
 def _send(client, method, path, headers, body: bytes, chunked: bool):
@@ -36,11 +26,11 @@ def test_a_lot_padded_past_the_limit_is_413_and_not_created(client, factory, db,
     product = factory.product()
     headers = factory.headers("supervisor") | {"Content-Type": "application/json"}
     lot = json.dumps({"product": product, "quantity": 1}).encode()
-    before = _counts(db)
+    before = row_counts(db)
     resp = _send(client, "POST", "/api/v1/lots", headers, lot + b" " * (10 * MIB), chunked)
     assert resp.status_code == 413 and resp.mimetype == "application/problem+json"
     assert "MAX_CONTENT_LENGTH" in resp.get_json()["detail"]
-    assert _counts(db) == before
+    assert row_counts(db) == before
     ok = _send(client, "POST", "/api/v1/lots", headers, lot + b" " * (MIB - len(lot)), chunked)
     assert ok.status_code == 201, ok.get_json()  # exactly the limit is allowed
 
@@ -50,7 +40,7 @@ def test_every_operation_refuses_a_body_over_its_limit(client, factory, db, chun
     doc = load_spec(client)
     headers = factory.headers("admin") | {"Content-Type": "application/json",
                                            "Idempotency-Key": "over-1"}
-    before = _counts(db)
+    before = row_counts(db)
     failures = []
     for op in operations(doc):
         if op.path == "/api/v1/firmware" and op.method == "post":
@@ -61,7 +51,7 @@ def test_every_operation_refuses_a_body_over_its_limit(client, factory, db, chun
         if resp.status_code != 413:
             failures.append((op.method, op.path, resp.status_code))
     assert not failures, failures
-    assert _counts(db) == before
+    assert row_counts(db) == before
 
 
 def test_firmware_upload_has_its_own_larger_limit_chunked_too(app, client, factory, db,
@@ -79,8 +69,8 @@ def test_firmware_upload_has_its_own_larger_limit_chunked_too(app, client, facto
     ok = _send(client, "POST", "/api/v1/firmware", headers, head + b"\x01" * (2 * MIB) + tail,
                chunked=True)
     assert ok.status_code == 201, ok.get_json()  # over 1 MiB, within the firmware limit
-    before = _counts(db)
+    before = row_counts(db)
     over = _send(client, "POST", "/api/v1/firmware", headers | {},
                  head.replace(b"1.0.0", b"1.0.1") + b"\x01" * (5 * MIB) + tail, chunked=True)
     assert over.status_code == 413
-    assert _counts(db) == before
+    assert row_counts(db) == before

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from sqlalchemy import text
 
 from tests.conftest import TEST_CONFIG
+from tests.support.rows import row_counts
 from tests.web.api.spec_walk import example, operations
 from tests.support.procs import service_env, wait_until, web_server
 
@@ -44,16 +44,6 @@ def server(pg_database, redis_url, tmp_path_factory):
         raise AssertionError("gunicorn did not start:\n" + proc.output()) from None
     yield url
     proc.stop()
-
-
-def _counts(db) -> dict[str, int]:
-    tables = db.session.scalars(text(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-        "AND tablename <> 'alembic_version'")).all()
-    out = {t: db.session.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one()
-           for t in tables}
-    db.session.rollback()
-    return out
 
 
 class RawConnection:
@@ -116,12 +106,12 @@ def test_chunked_lot_over_the_limit_is_413_and_creates_nothing(server, factory, 
     """The issue's case: a valid lot followed by 10 MiB of spaces, chunked."""
     product = factory.product()
     headers = factory.headers("supervisor") | {"Content-Type": "application/json"}
-    before = _counts(db)
+    before = row_counts(db)
     payload = json.dumps({"product": product, "quantity": 1}).encode() + b" " * (10 * MIB)
     status, _, body = _chunked_request(server, "POST", "/api/v1/lots", headers, payload)
     assert status == 413, body[:300]
     assert json.loads(body)["status"] == 413
-    assert _counts(db) == before
+    assert row_counts(db) == before
     # within the limit, the same chunked body is an ordinary request
     small = json.dumps({"product": product, "quantity": 1}).encode() + b" " * (MIB - 100)
     status, _, body = _chunked_request(server, "POST", "/api/v1/lots", headers, small)
@@ -133,7 +123,7 @@ def test_every_endpoint_refuses_a_chunked_body_over_its_limit(server, factory, d
     headers = factory.headers("admin") | {"Content-Type": "application/json",
                                            "Idempotency-Key": "chunked-1"}
     ctype, form = _multipart(factory.product(), b"\x00" * (MAX_FIRMWARE + FORM_SLACK + 1))
-    before = _counts(db)
+    before = row_counts(db)
     failures = []
     for op in operations(spec):
         if op.path == "/api/v1/firmware" and op.method == "post":
@@ -150,7 +140,7 @@ def test_every_endpoint_refuses_a_chunked_body_over_its_limit(server, factory, d
     status, _, body = _chunked_request(server, "POST", "/api/v1/firmware",
                                        factory.headers("admin") | {"Content-Type": ctype}, form)
     assert status == 413, body[:300]
-    assert _counts(db) == before
+    assert row_counts(db) == before
 
 
 def test_firmware_upload_within_its_limit_still_streams_chunked(server, factory):

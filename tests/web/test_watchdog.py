@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from tests.support.procs import ROOT, Proc, free_port, wait_until
+from tests.support.procs import Proc, embedded_env, ready, wait_until
 from web.models import PeriodicRun, utcnow
 
 
@@ -62,26 +62,14 @@ def _syscall(pid: int) -> str:
         return fh.read().split()[0]
 
 
-def _ready(base):
-    try:
-        return requests.get(f"{base}/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
 @pytest.mark.slow
 def test_a_killed_idle_pool_child_is_recovered_by_neurohub_up(tmp_path):
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "LANG": "C.UTF-8"}  # the embedded default: SQLite database and broker
-    port, sim_port = free_port(), free_port()
-    while sim_port + 1 == port:
-        sim_port = free_port()
-    env["PRINTER_SIM_PORT"] = str(sim_port)
+    env, port, sim_port = embedded_env(tmp_path)  # the embedded default: SQLite database and broker
     up = Proc("up", [sys.executable, "-m", "web.cli", "up", "--port", str(port)], env, tmp_path,
               cwd=tmp_path).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(base), 90, 0.5, f"readyz\n{up.output()}")
+        wait_until(lambda: ready(base), 90, 0.5, f"readyz\n{up.output()}")
         seed = subprocess.run([sys.executable, "-m", "web.cli", "seed-demo"], env=env,
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert seed.returncode == 0, seed.stderr
