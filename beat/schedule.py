@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 from celery.beat import BeatLazyFunc
 from celery.schedules import crontab
 
-# The worker queues (workers.config.QUEUES; a test keeps the two in step). The canary runs on each.
-QUEUES = ("completions", "printing", "io", "default")
+from queues import QUEUES  # the worker queues: the canary runs on each
+
 MAX_CRON_EXPIRES = 3600.0  # a nightly run that has waited an hour in the broker is dropped
 _ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
             "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}

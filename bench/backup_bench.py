@@ -58,11 +58,11 @@ def clone_sql(conn, table: str, template_id: int, overrides: dict[str, str], ser
 def populate(app, n_completions: int, n_lots: int) -> dict:
     """One lot and one completion made by the services, cloned with generate_series."""
     import psycopg
-    from web.cli import DEMO_ROUTING
+    from web.cli.demo import DEMO_ROUTING
     from web.extensions import db
     from web.services import completions, lots, products, stations, users
     from web.services.audit import Actor
-    from web.services.processing import process_completion
+    from web.services.completions.processing import process_completion
     system = Actor(None, "bench")
     with app.app_context():
         products.create_product("NH-100", "bench product", DEMO_ROUTING, system)
@@ -126,7 +126,8 @@ def main() -> int:
 
     from web import create_app
     from web.extensions import db
-    from web.services import backups, restore
+    from web.services import backups
+    from web.services.backups import restore
     from web.services.audit import Actor
 
     tag = uuid.uuid4().hex[:8]

@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -47,6 +46,8 @@ import psutil
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the product's process wrapper, from this checkout
+from web.procs import ChildProcess  # noqa: E402
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MIB = 1024 * 1024
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -78,23 +79,16 @@ def wait_http(host: str, port: int, path: str, timeout: float = 60) -> None:
     raise RuntimeError(f"http://{host}:{port}{path} did not answer")
 
 
-class Proc:
-    """A child in its own session, stopped with its whole group."""
+class Proc(ChildProcess):
+    """A child in its own session (started at once), stopped with its whole group."""
 
     def __init__(self, argv, env, log_path: Path):
-        self.log = open(log_path, "wb")
-        self.p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self.log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__(log_path.stem, argv, env, cwd=ROOT, log_path=log_path)
+        self.start()
 
     def stop(self) -> None:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait(5)
-        self.log.close()
+        """SIGTERM the group, 15 s, then SIGKILL what is left of it."""
+        super().stop(15, group=True)
 
 
 def make_image(path: Path, size: int) -> str:
@@ -236,7 +230,7 @@ def gunicorn(env: dict, port: int, log_dir: Path, name: str,
     p = Proc([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
               "--timeout", "600", app], env, log_dir / f"{name}.log")
     wait_http("127.0.0.1", port, "/healthz")
-    children = psutil.Process(p.p.pid).children()
+    children = psutil.Process(p.pid).children()
     return p, children[0]
 
 

@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(1, str(ROOT))  # the product's process wrapper, from this checkout
+from web.procs import ChildProcess  # noqa: E402
 BENCH = ROOT / "bench"
 YARDSTICKS = Path(os.environ.get("BENCH_YARDSTICKS", ROOT.parent / "shared" / "bench"))
 YARDSTICK_FILES = ("naive_app.py", "celery_noop.py", "post_completion.lua", "README.md")
@@ -71,54 +72,23 @@ def free_port() -> int:
 
 # --------------------------------------------------------------------------- processes
 
-class Proc:
+class Proc(ChildProcess):
     """A child process in its own session (so its whole group can be stopped), logging to a file."""
 
     def __init__(self, name: str, argv: list[str], env: dict, cwd: Path, log_dir: Path):
-        self.name, self.argv, self.env, self.cwd = name, argv, env, cwd
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def start(self) -> "Proc":
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        return self
+        super().__init__(name, argv, env, cwd=cwd, log_path=log_dir / f"{name}.log")
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        """True while it runs."""
+        return self.running()
 
     def stop(self, timeout: float = 20) -> None:
-        """SIGTERM the group, wait, then SIGKILL whatever is left of the group."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # e.g. prefork children left behind
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        """SIGTERM the group, wait, then SIGKILL whatever is left of the group (prefork pools)."""
+        super().stop(timeout, group=True)
 
     def tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        """The end of its log."""
+        return self.output(n)
 
     def children(self) -> list[psutil.Process]:
         try:
@@ -126,12 +96,6 @@ class Proc:
         except psutil.NoSuchProcess:
             return []
 
-    def tree(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root] + root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
 
 
 # --------------------------------------------------------------------------- HTTP helpers
@@ -359,9 +323,12 @@ class Bench:
             raise BenchError(f"neurohub {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
         return r.stdout
 
-    def gunicorn(self, name: str, app: str, env: dict, cwd: Path | None = None) -> tuple[Proc, str]:
+    def gunicorn(self, name: str, app: str, env: dict, cwd: Path | None = None,
+                 config: str | None = None) -> tuple[Proc, str]:
         port = free_port()
         argv = [sys.executable, "-m", "gunicorn", *GUNICORN_SETTINGS, "-b", f"127.0.0.1:{port}"]
+        if config is not None:  # e.g. the product's own hooks, "python:web.gunicorn_conf"
+            argv += ["-c", config]
         if cwd is not None:
             argv += ["--chdir", str(cwd)]
         proc = self.start(name, argv + [app], {**env, **GUNICORN_ENV}, cwd)

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 from printers import load_font, preview_png
 from printers.fonts import find_font
-from web.services import label_templates as tpl
+from web.services.labels import templates as tpl
 
 DATA = {"product_code": "NH-100", "product_name": "NeuroHub sensor module",
         "lot_no": "LOT-20261126-0007", "date": "2026-11-26"}

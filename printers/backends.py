@@ -275,6 +275,10 @@ class SimPrinter(Printer):
         self.device.end_stream(stream)
 
 
+# A printer URI the server never drives: the station app pulls those jobs and prints them itself.
+STATION_PULL = "station://"
+
+
 def printer_for_uri(uri: str, **options) -> Printer:
     """Build the backend for ``uri``; unknown schemes and ``station://`` raise ValueError."""
     parts = urlsplit(uri)
@@ -296,12 +300,23 @@ def printer_for_uri(uri: str, **options) -> Printer:
                      "(expected tcp://, file:// or sim://)")
 
 
+def ready_or_raise(printer: Printer) -> PrinterStatus:
+    """Ask ``~HS``: its answer when the printer can print now, else PrinterNotReady.
+
+    The one gate before sending a job (``send_job``, the server's delivery, the station app):
+    a printer that is out of paper, open or paused discards what it is sent, so nothing is
+    sent until it has just said it is ready.
+    """
+    status = printer.status()
+    if not status.ready:
+        raise PrinterNotReady(status)
+    return status
+
+
 def send_job(printer: Printer, zpl: bytes, job_id: str | None = None) -> PrinterStatus:
-    """Check status, refuse if not ready, send; one connection for TCP, closed afterwards."""
+    """One job on its own connection: ``ready_or_raise``, send, close; returns that status."""
     try:
-        status = printer.status()
-        if not status.ready:
-            raise PrinterNotReady(status)
+        status = ready_or_raise(printer)
         printer.send(zpl, job_id=job_id)
         return status
     finally:

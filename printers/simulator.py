@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import signal
 import socket
 import threading
@@ -272,9 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-control", action="store_true", help="no HTTP control endpoint")
     parser.add_argument("--no-render", action="store_true", help="do not render PNG previews")
     parser.add_argument("--dpi", type=int, default=203)
+    parser.add_argument("--nice", type=int, default=0,
+                        help="lower this process's CPU priority by N (it stands in for a "
+                             "printer, which has a CPU of its own)")
     parser.add_argument("--split-status", choices=("none", "strings", "bytes"), default="none",
                         help="send ~HS answers in separate TCP segments")
     args = parser.parse_args(argv)
+    if args.nice > 0 and hasattr(os, "nice"):
+        os.nice(args.nice)
     split = {"none": False, "strings": True, "bytes": "bytes"}[args.split_status]
     sim = PrinterSimulator(args.host, args.port, out_dir=args.dir, dpi=args.dpi,
                            render=not args.no_render,

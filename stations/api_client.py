@@ -234,10 +234,15 @@ class ApiClient:
         return self._json("POST", f"api/v1/stations/{quote(self.station, safe='')}/heartbeat",
                           json={k: v for k, v in body.items() if v is not None})
 
+    def request_id(self, key: str) -> str:
+        """The X-Request-ID a completion is sent with: station and key, the same on every retry,
+        so one grep follows it from station.log through the server's logs to its label."""
+        return f"{self.station}:{key}"[:64]
+
     def post_completion(self, body: dict, key: str) -> dict:
         """Submit a completion with its Idempotency-Key; returns ``{id, status}``."""
         return self._json("POST", "api/v1/completions", json=body, ok=(200, 201, 202),
-                          headers={"Idempotency-Key": key})
+                          headers={"Idempotency-Key": key, "X-Request-ID": self.request_id(key)})
 
     def get_completion(self, completion_id: int) -> dict:
         """A completion's status and reasons."""

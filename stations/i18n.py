@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import string
 
-# The server's machine-readable rejection reasons (web/services/processing.py and firmware rule).
+# The server's machine-readable rejection reasons (web/services/completions/processing.py and
+# the firmware rule).
 REASON_CODES = (
     "lot_not_active", "wrong_step", "station_not_for_step", "measurement_missing", "out_of_spec",
     "quantity_exceeds_lot", "unknown_unit", "unit_scrapped", "unit_already_completed",

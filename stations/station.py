@@ -17,8 +17,10 @@ from .printing import LabelService, LabelWorker
 from .queue import CompletionQueue, Entry
 from .scanner import Barcode, Scanner, SerialScanner, WedgeScanner
 from .sync import Syncer, SyncWorker
+from .threads import wait_idle
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 10.0  # how long a clean stop waits for background jobs before closing the files
 
 
 @dataclass
@@ -88,6 +90,10 @@ class StationContext:
         for worker in (self.sync_worker, self.label_worker):
             if worker is not None:
                 worker.stop()
+        # A background job (a firmware sync the window started) may still use the databases:
+        # closing a connection under its running query crashed the process.
+        if not wait_idle(STOP_WAIT_S):
+            log.warning("a background job still runs after %.0f s; closing anyway", STOP_WAIT_S)
         self.queue.close()
         self.cache.close()
 

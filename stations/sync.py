@@ -121,7 +121,8 @@ class Syncer:
                 return
             self._ok()
             self.queue.mark_sent(entry.seq, int(receipt["id"]))
-            log.info("completion #%d sent: server id %s", entry.seq, receipt["id"])
+            log.info("completion #%d sent: server id %s, request %s", entry.seq, receipt["id"],
+                     self.api.request_id(entry.key))
             self._next_poll[entry.seq] = self.clock() + 0.03
 
     def _poll(self) -> None:
@@ -154,7 +155,8 @@ class Syncer:
             return
         self._next_hb = now + self.heartbeat_s
         try:
-            self.api.heartbeat(app_version=APP_VERSION, queued=self.queue.pending_count(),
+            self.api.heartbeat(app_version=APP_VERSION,
+                               offline_queue=self.queue.pending_count(),
                                printer_status=self.printer_status())
         except NotLoggedIn:
             self._next_hb = now  # beat as soon as an operator logs in

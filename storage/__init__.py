@@ -6,15 +6,8 @@ import os
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-from .base import (
-    InvalidKey,
-    ObjectInfo,
-    ObjectNotFound,
-    StorageAdapter,
-    StorageError,
-    StorageUnavailable,
-    validate_key,
-)
+from .base import (InvalidKey, ObjectInfo, ObjectNotFound, StorageAdapter, StorageError,
+                   StorageUnavailable, validate_key)
 from .local import LocalStorage
 from .memory import MemoryStorage
 from .s3 import S3Storage

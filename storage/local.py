@@ -10,20 +10,9 @@ import time
 from datetime import datetime, timezone
 from typing import BinaryIO, Iterator, Optional
 
-from .base import (
-    TEMP_PREFIX,
-    InvalidKey,
-    ObjectInfo,
-    ObjectNotFound,
-    StorageAdapter,
-    StorageError,
-    StorageUnavailable,
-    _unlink_quietly,
-    copy_stream,
-    fsync_dir,
-    validate_key,
-    validate_prefix,
-)
+from .base import (TEMP_PREFIX, InvalidKey, ObjectInfo, ObjectNotFound, StorageAdapter,
+                   StorageError, StorageUnavailable, _unlink_quietly, copy_stream, fsync_dir,
+                   validate_key, validate_prefix)
 
 __all__ = ["KeyOutsideStore", "LocalStorage"]
 

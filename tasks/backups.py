@@ -5,7 +5,8 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from web.extensions import db
-from web.services import backup_verify, backups, restore
+from web.services.backups import verify as backup_verify, restore
+from web.services import backups
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from web.extensions import db
-from web.services import labels, printing
+from web.services import labels
+from web.services.labels import delivery as printing
 from web.services.periodic import single_run
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """storage.apply_lifecycle: backup retention on S3 (lifecycle rules) and on local disk."""
 from celery import shared_task
 
-from web.services import lifecycle
+from web.services.backups import lifecycle
 
 
 @shared_task(name="storage.apply_lifecycle", soft_time_limit=300, time_limit=360)

@@ -14,6 +14,8 @@ import redis
 
 from tests.support.factories import Factory
 
+pytest_plugins = ["tests.support.redis_server"]  # own_redis: a redis-server a test may restart
+
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
@@ -46,16 +48,64 @@ def pg_database():
     admin.close()
 
 
+# Redis databases a test session may claim as its own (broker queues, rate limits). Sessions run
+# side by side (pytest-xdist workers, several developers on one machine) and must never consume
+# each other's tasks. A database is taken only when it is empty or a test session left it; one
+# with anybody else's keys (a benchmark's, a yardstick's) is passed over, never flushed. The beat
+# test claims its own from ISOLATED_DBS in test_beat_pipeline.py.
+SESSION_DBS = (13, 12, 4, 3, 2, 1, 7, 6)
+SESSION_CLAIM = "neurohub-test:session-claim"
+SESSION_OWNED = b"neurohub-test:session-owned"  # left in a database a test session has used
+
+
+def _drop_stale_claim(client: redis.Redis) -> None:
+    """Release a claim whose session process has ended on this machine (killed, it could not)."""
+    claim = client.get(SESSION_CLAIM)
+    if claim is None:
+        return
+    pid = int(claim.split(b"-", 1)[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        client.delete(SESSION_CLAIM)  # a race with another session only costs it this DB
+    except PermissionError:
+        pass  # alive, another user's
+
+
+def _claim_redis_db() -> tuple[str, redis.Redis, str]:
+    """Claim the first free session DB (TEST_REDIS_URL's own first); empty it; return its URL."""
+    base, _, first = REDIS_BASE.rpartition("/")
+    candidates = [int(first)] + [n for n in SESSION_DBS if n != int(first)]
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    for n in candidates:
+        client = redis.Redis.from_url(f"{base}/{n}", socket_connect_timeout=3)
+        try:
+            _drop_stale_claim(client)
+            if not client.set(SESSION_CLAIM, token, nx=True, ex=2 * 3600):
+                continue
+        except redis.RedisError as exc:
+            pytest.fail(f"Redis is required for the tests and is not reachable at {REDIS_BASE}: "
+                        f"{exc}", pytrace=False)
+        # Kombu's queue bindings are all an idle broker leaves behind: not anybody's data.
+        keys = [k for k in client.scan_iter(count=1000) if k != SESSION_CLAIM.encode()]
+        if any(not k.startswith(b"_kombu.binding") for k in keys) and SESSION_OWNED not in keys:
+            client.delete(SESSION_CLAIM)  # somebody else's data: leave it alone
+            continue
+        for key in keys:
+            client.delete(key)
+        client.set(SESSION_OWNED, "1")
+        return f"{base}/{n}", client, token
+    pytest.fail(f"no Redis database of {candidates} is free for a test session", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def redis_url():
-    """The Redis database the tests use as broker and rate-limit store (flushed at start)."""
-    client = redis.Redis.from_url(REDIS_BASE, socket_connect_timeout=3)
-    try:
+    """A Redis database of this session's own, as broker and rate-limit store (emptied at start)."""
+    url, client, token = _claim_redis_db()
+    yield url
+    if client.get(SESSION_CLAIM) == token.encode():
         client.flushdb()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is required for the tests and is not reachable at {REDIS_BASE}: {exc}",
-                    pytrace=False)
-    return REDIS_BASE
+        client.set(SESSION_OWNED, "1")
 
 
 TEST_CONFIG = {
@@ -140,3 +190,47 @@ def factory(app, db):
 def auth(factory):
     """auth("admin") -> Authorization headers for a fresh user of that role."""
     return factory.headers
+
+
+# Modules whose tests must run on one xdist worker, in order: they share a module fixture that
+# starts something big once (a whole stack), and their last test stops it.
+# Modules whose module-scoped fixture starts processes: split across workers, each worker would
+# start them again (seconds each).
+ONE_WORKER_MODULES = ("tests/test_embedded.py", "tests/test_readme.py",
+                      "tests/ops/test_dashboards.py", "tests/pipeline/test_pipeline.py",
+                      "tests/stations/test_station_api_client.py", "tests/web/test_bodies_server.py",
+                      "tests/console/test_browser_pipeline.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Tests go out one at a time in collection order, but each module of ONE_WORKER_MODULES as
+    one unit. (xdist's own loadgroup does this by a mark, which pytest 9.2's node ids break:
+    pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    config.option.loadscopereorder = False  # keep the slow-first order below
+    return OneWorkerModules(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked slow (real processes for many seconds) run first: under pytest-xdist the
+    quick ones then fill the other worker's time instead of one slow test ending the run late."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept
+
+
+@pytest.fixture()
+def sim():
+    """A Zebra simulator on a free port (raw ZPL, ~HS), not rendering PNGs; modules that need
+    another kind define their own ``sim``."""
+    from printers import PrinterSimulator
+    from tests.support.procs import free_port
+    # Not port 0: the kernel hands a just-freed ephemeral port out again, and a printer URI an
+    # earlier test left jobs pending on would then print them here too (one label too many).
+    s = PrinterSimulator(port=free_port(), render=False).start()
+    yield s
+    s.stop()

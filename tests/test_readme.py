@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.support.procs import Proc, free_port, wait_until
+from tests.support.procs import Proc, embedded_env, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,24 +45,16 @@ def _walkthrough() -> str:
 def embedded(tmp_path_factory):
     """README's run command on the embedded default: db upgrade, seed-demo, `neurohub up`."""
     home = tmp_path_factory.mktemp("readme")
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(ROOT),
-           "LANG": "C.UTF-8", "PRINTER_SIM_PORT": str(free_port())}
+    env, port, _sim_port = embedded_env(home)
     for args in (["db", "upgrade"], ["seed-demo"]):
         r = subprocess.run([sys.executable, "-m", "web.cli", *args], env=env, cwd=home,
                            capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, r.stderr
-    port = free_port()
     up = Proc("up", [sys.executable, "-m", "web.cli", "up", "--port", str(port)], env, home,
               cwd=home).start()
     base = f"http://127.0.0.1:{port}"
-
-    def ready():
-        try:
-            return requests.get(f"{base}/readyz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
     try:
-        wait_until(ready, 120, 0.5, f"readyz\n{up.output()}")
+        wait_ready(up, base)
         yield base, up
     finally:
         up.stop()

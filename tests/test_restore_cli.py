@@ -13,6 +13,8 @@ from tests.conftest import TEST_CONFIG
 from tests.support.backupdata import counts, populate, scratch_database
 from tests.support.procs import ROOT, service_env
 
+pytestmark = pytest.mark.slow  # real processes for seconds: started first under xdist
+
 
 @pytest.fixture()
 def cli(pg_database, redis_url, tmp_path):
@@ -106,7 +108,8 @@ def test_a_backup_on_the_restored_database_keeps_the_backup_it_was_restored_from
     from sqlalchemy import select
 
     from web.models import Backup, OutboxMessage
-    from web.services import backup_verify, backups
+    from web.services.backups import verify as backup_verify
+    from web.services import backups
     from web.services.audit import Actor
     populate(app, factory)
     monkeypatch.setitem(app.config, "BACKUP_DIR", str(tmp_path / "backups"))  # the CLI's store

@@ -29,6 +29,17 @@ def test_the_station_section_installs_qts_libraries_and_the_station_extra():
     assert ".venv/bin/pip install -e '.[station]'" in block
 
 
+def test_the_station_package_ships_no_benchmark():
+    """Operator PCs get the ``stations`` package; the station benchmark lives in bench/."""
+    import pkgutil
+
+    import stations
+    modules = {m.name for m in pkgutil.walk_packages(stations.__path__, "stations.")}
+    assert "stations.app" in modules  # (the walk sees the package)
+    assert not [m for m in modules if "bench" in m.rsplit(".", 1)[-1]], modules
+    assert (ROOT / "bench" / "bench_station.py").is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_fresh_venv_with_only_the_station_extra_starts_the_app(tmp_path):

@@ -57,6 +57,34 @@ def _bool(value: Any) -> bool:
     raise ValueError("true or false")
 
 
+def _networks(value: Any) -> str:
+    """Check a comma-separated list of CIDRs (10.0.0.0/8,::1/128); kept as written."""
+    import ipaddress
+    text = str(value)
+    try:
+        for part in text.split(","):
+            ipaddress.ip_network(part.strip(), strict=False)
+    except ValueError:
+        raise ValueError("comma-separated networks such as 127.0.0.0/8,10.0.0.0/8") from None
+    return text
+
+
+def _log_level(value: Any) -> str:
+    """A logging level name; a typo is an error, not a traceback at the first log line."""
+    text = str(value).strip().upper()
+    if text not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return text
+
+
+def _log_format(value: Any) -> str:
+    """json, text or auto (web/logs.py decides auto per process)."""
+    text = str(value).strip().lower()
+    if text not in ("json", "text", "auto"):
+        raise ValueError("json, text or auto")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: default (None: unset or derived), converter, meaning."""
@@ -101,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("TRUSTED_PROXY_HOPS", 0, int,
       "reverse proxies in front of the web (nginx, a load balancer) whose X-Forwarded-For and "
       "X-Forwarded-Proto are trusted; 0 trusts none"),
+    S("READYZ_DETAIL_NETWORKS", "127.0.0.0/8,::1/128", _networks,
+      "client networks (comma-separated CIDRs) that get /readyz's detail without an admin "
+      "token: this host by default; add the monitoring network, never the stations'"),
     S("PLANT_TIMEZONE", None, str,
       "the plant's IANA time zone (Asia/Seoul): beat's crontabs, lot and label dates, times "
       "shown to people; unset: LOT_TIMEZONE, else the host's zone"),
@@ -113,9 +144,14 @@ SETTINGS: tuple[Setting, ...] = (
       "threads per web worker (gthread keeps station connections alive between requests)"),
     S("WORKER_CONCURRENCY", 2, int, "Celery worker processes per queue group"),
     S("BACKGROUND_NICE", 5, int,
-      "CPU niceness of workers, beat and relay (0 = the web's): requests get a core first"),
+      "CPU niceness of workers, beat and relay (0 = the web's; not applied on the embedded "
+      "SQLite, where workers hold the write lock the web waits for): requests get a core first"),
     S("MALLOC_ARENA_MAX", "2", str, "glibc malloc arenas per web process (memory of threads)"),
-    S("LOG_LEVEL", "INFO", str, "logging level of the web and the CLI"),
+    S("LOG_LEVEL", "INFO", _log_level,
+      "logging level of the web, the relay and the CLI (workers and beat: their -l option)"),
+    S("LOG_FORMAT", "auto", _log_format,
+      "json (one JSON object a line: time, level, logger, role, request_id, message), text, or "
+      "auto: text when stderr is a terminal (an interactive `neurohub up`), else json"),
     S("MAX_CONTENT_LENGTH", 1024 * 1024, int, "largest JSON request body (bytes)"),
     S("MAX_FIRMWARE_BYTES", 64 * 1024 * 1024, int, "largest firmware image uploaded (bytes)"),
     S("FIRMWARE_URL_EXPIRES", 300, int,
@@ -141,7 +177,14 @@ SETTINGS: tuple[Setting, ...] = (
     S("WORKER_CANARY_TIMEOUT", 20.0, float,
       "`neurohub up` restarts a worker whose canary has not come through its queue in this "
       "many seconds (0: off)"),
+    S("WORKER_SELF_WATCH_SECONDS", 90.0, float,
+      "a worker exits (code 70, for its supervisor to restart it) when a canary through one of "
+      "its queues is this many seconds late while it runs no task (0: off; `neurohub up` "
+      "watches its workers itself)"),
     S("OUTBOX_REDISPATCH_SECONDS", 30, float, "an unfinished outbox message is resent after"),
+    S("COMPLETIONS_SOFT_TIME_LIMIT", 20.0, float,
+      "seconds one completions.process run may take; past it the run is retried, never marked "
+      "failed (its hard limit is 10 s more)"),
     S("OUTBOX_RELAY_INTERVAL", 0.1, float,
       "seconds between relay passes (what arrives meanwhile goes out together)"),
     S("RELAY_QUEUE_WINDOW", 64, int,
@@ -153,8 +196,27 @@ SETTINGS: tuple[Setting, ...] = (
     S("LABEL_FONT", "", str,
       "TrueType font of label text (Hangul included), downloaded once to each printer: a path, "
       "a file name in the system font folders, or unset: the bundled NanumSquare"),
-    S("FLOWER_BASIC_AUTH", None, str, "user:password for Flower (required in production)"),
+    S("FLOWER_BASIC_AUTH", None, str,
+      "user:password Flower itself checks; nginx sends it once the person's NeuroHub login "
+      "passed, so nobody types it (required in production)"),
+    S("METRICS_ENABLED", True, _bool,
+      "Prometheus metrics: the web's GET /metrics, the exporters of workers, relay and beat, "
+      "and the counting behind them (false: all of it off)"),
+    S("METRICS_PORT", None, int,
+      "port of this worker's, relay's or beat's metrics exporter (0: none); unset: worker 9201, "
+      "worker-io 9202, relay 9203, beat 9204 (the web serves /metrics on its own port)"),
+    S("METRICS_HOST", "127.0.0.1", str,
+      "address the metrics exporters bind (0.0.0.0 where Prometheus scrapes from another "
+      "container or host)"),
+    S("PROMETHEUS_MULTIPROC_DIR", None, str,
+      "folder where the processes of one service (gunicorn's workers, a Celery pool) write their "
+      "metrics: one per service, emptied at its start (`neurohub up`, the container entrypoint "
+      "and the systemd units set it); unset: gunicorn and a worker make a temporary one"),
     S("PASSWORD_HASH_METHOD", "scrypt", str, "werkzeug password hash method"),
+    S("CONSOLE_IDLE_MINUTES", 30, int,
+      "the admin console (/console) logs a user out after this many minutes without a request"),
+    S("CONSOLE_SECURE_COOKIE", None, _bool,
+      "send the console's session cookie over HTTPS only; unset: on in production"),
     *_schedule_settings(),
 )
 # Keys the app derives or Flask extensions read; set in code, never from the environment.

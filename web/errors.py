@@ -1,7 +1,9 @@
 """One error shape for the whole API: RFC 9457 problem+json, from app-wide handlers.
 
-Domain code raises ``ApiError`` subclasses that carry their HTTP status; anything else that
-escapes is turned into a problem document too, so a client never sees an HTML error page.
+Endpoints and services raise ``ApiError`` subclasses (``web.problems``: each carries its
+status, problem type and title; the services' own errors derive from them), answered by one
+handler; library errors (storage, database, label previews, validation) are mapped here too,
+and anything else that escapes becomes a 500 problem, so a client never sees an HTML error page.
 """
 from __future__ import annotations
 
@@ -12,80 +14,23 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from .problems import (ApiError, BadRequest, Conflict, ContentTooLarge, FieldError, Forbidden,
+                       Gone, NotFound, ServiceUnavailable, Unauthorized, Unprocessable,
+                       UnsupportedMediaType, field_error)
+
+__all__ = ["PROBLEM", "ApiError", "BadRequest", "Conflict", "ContentTooLarge", "FieldError",
+           "Forbidden", "Gone", "NotFound", "ServiceUnavailable", "Unauthorized",
+           "Unprocessable", "UnsupportedMediaType", "field_error", "problem", "pydantic_errors",
+           "register_error_handlers"]
+
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
 
-class ApiError(Exception):
-    """An error with an HTTP status, a title and optional field errors."""
-
-    status = 400
-    title = "Bad request"
-
-    def __init__(self, detail: str | None = None, *, errors: list[dict] | None = None,
-                 headers: dict | None = None, **extra):
-        super().__init__(detail or self.title)
-        self.detail = detail or self.title
-        self.errors = errors
-        self.headers = headers or {}
-        self.extra = extra
-
-
-class BadRequest(ApiError):
-    """Malformed request (not JSON, missing header)."""
-
-
-class Unauthorized(ApiError):
-    """Missing, expired or tampered credentials."""
-
-    status, title = 401, "Unauthorized"
-
-
-class Forbidden(ApiError):
-    """Authenticated, but the role may not do this."""
-
-    status, title = 403, "Forbidden"
-
-
-class NotFound(ApiError):
-    """The named resource does not exist."""
-
-    status, title = 404, "Not found"
-
-
-class Conflict(ApiError):
-    """The request conflicts with the current state (duplicate code, in-flight retry)."""
-
-    status, title = 409, "Conflict"
-
-
-class Unprocessable(ApiError):
-    """Well-formed but semantically wrong (unknown codes, bad values)."""
-
-    status, title = 422, "Unprocessable content"
-
-
-class ContentTooLarge(ApiError):
-    """The request body is larger than the endpoint takes."""
-
-    status, title = 413, "Content too large"
-
-
-class ServiceUnavailable(ApiError):
-    """A backing service (database, broker) is unreachable; retry later with the same key."""
-
-    status, title = 503, "Service unavailable"
-
-
-def field_error(field: str, message: str, cls: type[ApiError] = Unprocessable) -> ApiError:
-    """An error about one request field, named in ``errors``."""
-    return cls(f"{field}: {message}", errors=[{"field": field, "message": message}])
-
-
 def problem(status: int, title: str, detail: str | None = None, *, errors=None,
-            headers=None, **extra) -> Response:
+            headers=None, type: str = "about:blank", **extra) -> Response:
     """Build an application/problem+json response."""
-    body = {"type": "about:blank", "title": title, "status": status}
+    body = {"type": type, "title": title, "status": status}
     if detail:
         body["detail"] = detail
     if errors:
@@ -120,7 +65,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return problem(exc.status, exc.title, exc.detail, errors=exc.errors,
-                       headers=exc.headers, **exc.extra)
+                       headers=exc.headers, type=exc.type, **exc.extra)
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):
@@ -135,12 +80,11 @@ def register_error_handlers(app: Flask) -> None:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return problem(exc.code or 500, exc.name, exc.description, headers=headers)
 
-    from .services.pagination import BadCursor
+    from printers import PreviewError
 
-    @app.errorhandler(BadCursor)
-    def _cursor(exc: BadCursor):
-        return problem(400, "Bad request", str(exc),
-                       errors=[{"field": "query.cursor", "message": str(exc)}])
+    @app.errorhandler(PreviewError)
+    def _preview(exc: PreviewError):  # zplkit cannot draw this label (the ZPL itself is fine)
+        return _api_error(field_error("template", f"the label cannot be previewed: {exc}"))
 
     from storage import InvalidKey, ObjectNotFound, StorageError
 

@@ -16,15 +16,10 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from .bodies import json_with_long_numbers
-from .errors import PROBLEM, ApiError, BadRequest, field_error, problem, pydantic_errors
+from .errors import (PROBLEM, ApiError, BadRequest, UnsupportedMediaType, field_error, problem,
+                     pydantic_errors)
 
 JSON_TYPES = ("application/json", "application/problem+json")
-
-
-class UnsupportedMediaType(ApiError):
-    """The body is not JSON."""
-
-    status, title = 415, "Unsupported media type"
 
 
 def _parse_body(model: type[BaseModel], optional: bool = False) -> BaseModel:
@@ -75,12 +70,13 @@ def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None =
          responses: dict[int, ResponseSpec] | None = None, tags: list[str] | None = None,
          public: bool = False, optional_body: bool = False, headers: list[dict] | None = None,
          form: type[BaseModel] | None = None, files: tuple[str, ...] = (),
-         errors: tuple[int, ...] = ()):
+         errors: tuple[int, ...] = (), description: str | None = None):
     """Validate body/query with pydantic and record the route's schema for OpenAPI.
 
     ``form``/``files`` document a multipart/form-data body that the view parses itself (its
     text fields, and the parts that carry files); ``errors`` lists the error statuses the view
-    itself raises beyond those every route of its kind can answer (see ``_error_statuses``).
+    itself raises beyond those every route of its kind can answer (see ``_error_statuses``);
+    ``description`` is the operation's longer text (what a caller gets, and when).
     """
 
     def deco(view):
@@ -95,7 +91,8 @@ def spec(*, body: type[BaseModel] | None = None, query: type[BaseModel] | None =
         wrapper.openapi = {"body": body, "query": query, "responses": responses or {200: None},
                            "tags": tags or [], "public": public,
                            "optional_body": optional_body, "headers": headers or [],
-                           "form": form, "files": files, "errors": errors}
+                           "form": form, "files": files, "errors": errors,
+                           "description": description}
         return wrapper
 
     return deco
@@ -184,6 +181,85 @@ def _error_statuses(meta: dict, role: str | None, has_params: bool, path_params:
     return out
 
 
+_PATH_ARG = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>")
+
+
+def _problem_schema() -> dict:
+    """The RFC 9457 problem document every error response carries (a fresh dict per call)."""
+    return {"type": "object", "required": ["type", "title", "status"], "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}},
+        "request_id": {"type": "string"}}}
+
+
+def _path_params(rule) -> tuple[str, list[dict]]:
+    """The rule's path in OpenAPI form (``{arg}``) and its path parameters, in path order."""
+    path = rule.rule
+    params = []
+    for arg in _PATH_ARG.findall(rule.rule):
+        path = path.replace(f"<{arg}>", f"{{{arg}}}").replace(f"<int:{arg}>", f"{{{arg}}}") \
+            .replace(f"<path:{arg}>", f"{{{arg}}}")
+        params.append({"name": arg, "in": "path", "required": True,
+                       "schema": {"type": "integer" if f"<int:{arg}>" in rule.rule else "string"}})
+    return path, params
+
+
+def _query_params(meta: dict, ref: str) -> list[dict]:
+    """One query parameter per field of the route's query model (none without one)."""
+    if meta["query"] is None:
+        return []
+    params = []
+    qs = meta["query"].model_json_schema(ref_template=ref)
+    for name, prop in qs.get("properties", {}).items():
+        params.append({"name": name, "in": "query", "schema": _standard_keywords(prop),
+                       "required": name in qs.get("required", [])})
+        if name == "cursor":
+            params[-1]["description"] = CURSOR_DOC
+    return params
+
+
+def _responses(meta: dict, ref: str, errors: set[int], has_params: bool) -> dict:
+    """The declared responses, then a Problem for each error status not declared, then 414."""
+    out = {}
+    for status, resp_spec in meta["responses"].items():
+        resp = {"description": HTTPStatus(status).phrase}
+        if isinstance(resp_spec, dict):
+            resp["content"] = {media: _media(m, ref) for media, m in resp_spec.items()}
+        elif resp_spec is not None:
+            resp["content"] = {"application/json": _media(resp_spec, ref)}
+        out[str(status)] = resp
+    for status in sorted(errors - set(meta["responses"])):
+        out[str(status)] = {"description": HTTPStatus(status).phrase,
+                            "content": {PROBLEM: {"schema": {
+                                "$ref": ref.format(model="Problem")}}}}
+    if has_params:
+        out["414"] = URI_TOO_LONG
+    return out
+
+
+def _operation(rule, view, meta: dict, method: str, params: list[dict], ref: str) -> dict:
+    """The OpenAPI operation of one method of one route."""
+    role = getattr(view, "required_role", None)
+    op = {"operationId": rule.endpoint.replace(".", "_") + "_" + method.lower(),
+          "summary": (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else "",
+          "tags": meta["tags"], "parameters": params, "responses": {}}
+    if meta.get("description"):
+        op["description"] = meta["description"]
+    if not meta["public"]:
+        op["security"] = [{"bearer": []}]
+        if role:
+            op["description"] = f"Requires role **{role}** or higher."
+            op["x-required-role"] = role
+    if meta["body"] is not None:
+        op["requestBody"] = {"required": not meta["optional_body"], "content": {
+            "application/json": _media(meta["body"], ref)}}
+    elif meta["form"] is not None:
+        op["requestBody"] = _form_body(meta, ref)
+    errors = _error_statuses(meta, role, bool(params), bool(rule.arguments))
+    op["responses"] = _responses(meta, ref, errors, bool(params))
+    return op
+
+
 def build_openapi(app: Flask) -> dict:
     """The OpenAPI 3.1 document of every route decorated with ``@spec``."""
     models = _collect_models(app)
@@ -196,55 +272,13 @@ def build_openapi(app: Flask) -> dict:
         meta = getattr(view, "openapi", None)
         if not meta:
             continue
-        path = rule.rule
-        params = []
-        for arg in re.findall(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", rule.rule):  # in path order
-            path = path.replace(f"<{arg}>", f"{{{arg}}}").replace(f"<int:{arg}>", f"{{{arg}}}") \
-                .replace(f"<path:{arg}>", f"{{{arg}}}")
-            params.append({"name": arg, "in": "path", "required": True,
-                           "schema": {"type": "integer" if f"<int:{arg}>" in rule.rule else "string"}})
-        if meta["query"] is not None:
-            qs = meta["query"].model_json_schema(ref_template=ref)
-            for name, prop in qs.get("properties", {}).items():
-                params.append({"name": name, "in": "query", "schema": _standard_keywords(prop),
-                               "required": name in qs.get("required", [])})
-                if name == "cursor":
-                    params[-1]["description"] = CURSOR_DOC
+        path, params = _path_params(rule)
+        params += _query_params(meta, ref)
         params += [dict(h, **{"in": "header"}) for h in meta["headers"]]
-        role = getattr(view, "required_role", None)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            op = {"operationId": rule.endpoint.replace(".", "_") + "_" + method.lower(),
-                  "summary": (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else "",
-                  "tags": meta["tags"], "parameters": params, "responses": {}}
-            if not meta["public"]:
-                op["security"] = [{"bearer": []}]
-                if role:
-                    op["description"] = f"Requires role **{role}** or higher."
-                    op["x-required-role"] = role
-            if meta["body"] is not None:
-                op["requestBody"] = {"required": not meta["optional_body"], "content": {
-                    "application/json": _media(meta["body"], ref)}}
-            elif meta["form"] is not None:
-                op["requestBody"] = _form_body(meta, ref)
-            for status, resp_spec in meta["responses"].items():
-                resp = {"description": HTTPStatus(status).phrase}
-                if isinstance(resp_spec, dict):
-                    resp["content"] = {media: _media(m, ref) for media, m in resp_spec.items()}
-                elif resp_spec is not None:
-                    resp["content"] = {"application/json": _media(resp_spec, ref)}
-                op["responses"][str(status)] = resp
-            errors = _error_statuses(meta, role, bool(params), bool(rule.arguments))
-            for status in sorted(errors - set(meta["responses"])):
-                op["responses"][str(status)] = {"description": HTTPStatus(status).phrase,
-                                                "content": {PROBLEM: {"schema": {
-                                                    "$ref": ref.format(model="Problem")}}}}
-            if params:
-                op["responses"]["414"] = URI_TOO_LONG
-            paths.setdefault(path, {})[method.lower()] = op
-    schemas["Problem"] = {"type": "object", "required": ["type", "title", "status"], "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}},
-        "request_id": {"type": "string"}}}
+            paths.setdefault(path, {})[method.lower()] = _operation(rule, view, meta, method,
+                                                                    params, ref)
+    schemas["Problem"] = _problem_schema()
     return {"openapi": "3.1.0",
             "info": {"title": "NeuroHub MES API", "version": "1"},
             "paths": dict(sorted(paths.items())),

@@ -10,9 +10,6 @@ of each worker and restarts the worker when it has not arrived in time.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -145,21 +142,6 @@ def make_watch(children) -> CanaryWatch | None:
     return watch
 
 
-def _stop_group(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the child, SIGKILL its whole session after ``grace`` (a wedged pool ignores
-    SIGTERM), and reap it."""
-    try:
-        proc.terminate()
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the pool children too
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def restart_stale(watch: CanaryWatch | None, children, env: dict) -> None:
     """Restart every worker child whose canary is overdue; called from ``neurohub up``'s loop."""
     if watch is None or time.monotonic() < watch.next_poll:
@@ -177,7 +159,7 @@ def restart_stale(watch: CanaryWatch | None, children, env: dict) -> None:
             continue
         click.echo(f"  {c.name}: no canary came through its queue in {watch.timeout:.0f}s; "
                    f"restarting it")
-        _stop_group(c.proc, STOP_GRACE)
+        c.stop(STOP_GRACE)  # then SIGKILL of its session: a wedged pool ignores SIGTERM
         c.start(env)
         for name in watch.probes:
             watch.started(name)

@@ -1,4 +1,4 @@
-"""Small broker operations used by the relay and readiness: publish, queue depth, ping."""
+"""Small broker operations used by the relay and the task base: publish, queue depth."""
 from __future__ import annotations
 
 import logging
@@ -7,31 +7,39 @@ from contextlib import contextmanager
 from celery import Celery
 from kombu.exceptions import ChannelError
 
+from .request_ids import HEADER
+
 log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
 
 
 @contextmanager
 def publisher(celery_app: Celery):
-    """A publish(task, args, queue, task_id) function for the outbox relay, for this block.
+    """A publish(task, args, queue, task_id, request_id) function for the outbox relay, for this
+    block; the message carries ``request_id`` in its headers (``workers.request_ids``).
 
     One producer (and broker connection) serves every message published in the block, not a
     pool round trip per message, and goes back to the pool when the block ends: the relay holds
     one for its life, each outbox sweep one for its run.
 
-    Messages go through the default exchange straight to the queue named by the routing key, so
-    delivery needs no exchange bindings in the broker: after a Redis flush or restart (bindings
-    gone, and kombu still caching them as declared) a republished message still lands in its queue.
+    The message lands on the queue Celery's router picks from the task name (``queues.ROUTES``;
+    an unrouted task goes to the default queue), not on ``queue``: the outbox stores that same
+    queue (``queues.queue_for``), so the two agree. It goes through the default exchange with the
+    queue's name as routing key, so delivery needs no exchange bindings in the broker: after a
+    Redis flush or restart (bindings gone, kombu still caching them as declared) a republished
+    message still lands in its queue.
     """
     held = []
 
-    def publish(task: str, args: list, queue: str, task_id: str) -> None:
+    def publish(task: str, args: list, queue: str, task_id: str,
+                request_id: str | None = None) -> None:
         if not held:
             held.append(celery_app.producer_pool.acquire(block=True, timeout=10))
         try:
+            # The row's own request id (none too): the relay publishes many requests' messages.
             celery_app.send_task(task, args=args, task_id=task_id, exchange="",
                                  routing_key=queue, retry=True, retry_policy=RETRY_POLICY,
-                                 producer=held[0])
+                                 producer=held[0], headers={HEADER: request_id})
         except Exception:
             held.pop().release()  # the next publish takes a fresh producer from the pool
             raise
@@ -54,10 +62,12 @@ def publish_claimed(celery_app: Celery, messages: list[tuple]) -> int:
         return sent
     try:
         with celery_app.producer_or_acquire() as producer:
-            for task, args, queue, dedup_key in messages:
+            for task, args, queue, dedup_key, *request_id in messages:
+                # Each message's own request id (outbox.enqueue's), when it has one.
+                headers = {HEADER: request_id[0]} if request_id and request_id[0] else None
                 celery_app.send_task(task, args=args, task_id=dedup_key.replace(":", "-"),
                                      exchange="", routing_key=queue, retry=False,
-                                     producer=producer)
+                                     producer=producer, headers=headers)
                 sent += 1
     except Exception as exc:  # broker down: the outbox still holds them
         log.warning("publishing %d claimed message(s) failed (%s: %s); the relay will",
@@ -73,12 +83,3 @@ def queue_depth(celery_app: Celery, queue: str) -> int | None:
         except ChannelError:  # unknown queue (never declared, or the broker lost it): empty
             return 0
 
-
-def ping_broker(celery_app: Celery, timeout: float = 3.0) -> None:
-    """Raise unless the broker answers within ``timeout`` seconds."""
-    with celery_app.connection_for_read() as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
-        try:
-            conn.default_channel.queue_declare(queue="completions", passive=True)
-        except ChannelError:
-            pass  # reachable; the queue is created by the first worker

@@ -1,20 +1,10 @@
-"""Celery settings, queues and routes: data, in one place (DESIGN section 7)."""
+"""Celery settings: data, in one place (DESIGN section 7); queues and routes are ``queues``'."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from beat.schedule import build_schedule
-
-QUEUES = ("completions", "printing", "io", "default")
-
-# Task name prefix -> queue: printing and slow I/O never starve completions.
-ROUTES = {
-    "completions.*": {"queue": "completions"},
-    "labels.*": {"queue": "printing"},
-    "backups.*": {"queue": "io"},
-    "firmware.*": {"queue": "io"},
-    "storage.*": {"queue": "io"},
-}
+from queues import DEFAULT_QUEUE, ROUTES
 
 def task_modules() -> tuple[str, ...]:
     """Every module of the ``tasks`` package: adding a task module needs no registration."""
@@ -54,9 +44,13 @@ def celery_settings(cfg: Mapping[str, Any], environ: Mapping[str, str] | None = 
         # A child killed mid-task is retried a bounded number of times, then the task fails
         # (and the outbox's dead-letter bound records it) instead of looping forever.
         "task_retry_on_worker_lost": True,
-        "task_default_queue": "default",
+        "task_default_queue": DEFAULT_QUEUE,
         "task_routes": ROUTES,
         "task_soft_time_limit": 60,
+        # Annotations override the decorators' limits: the completion run's is configurable.
+        "task_annotations": {"completions.process": {
+            "soft_time_limit": float(cfg.get("COMPLETIONS_SOFT_TIME_LIMIT", 20.0)),
+            "time_limit": float(cfg.get("COMPLETIONS_SOFT_TIME_LIMIT", 20.0)) + 10}},
         "task_time_limit": 90,
         "task_default_delivery_mode": "persistent",
         "worker_prefetch_multiplier": 4,

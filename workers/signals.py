@@ -1,11 +1,14 @@
 """Worker process hygiene: a fresh DB pool per forked child, a clean session after every task,
-and background CPU priority for workers and beat."""
+background CPU priority for workers and beat, a stack dump on SIGUSR2, and the self-watch."""
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import signal
 
-from celery.signals import beat_init, task_postrun, worker_init, worker_process_init
+from celery.signals import (beat_init, task_postrun, worker_init, worker_process_init,
+                            worker_ready)
 from flask import Flask
 
 log = logging.getLogger(__name__)
@@ -17,6 +20,8 @@ def bind(app: Flask) -> None:
     """Remember the Flask app whose engine and session the handlers manage."""
     global _app
     _app = app
+    from . import metrics
+    metrics.connect(app)  # Celery's signals counted (workers/metrics.py), when METRICS_ENABLED
 
 
 @worker_process_init.connect
@@ -40,8 +45,17 @@ def _clean_session(**_):
 
 
 def lower_priority(app: Flask | None) -> None:
-    """Renice this process by BACKGROUND_NICE (its children inherit it); the web keeps 0."""
+    """Renice this process by BACKGROUND_NICE (its children inherit it); the web keeps 0.
+
+    Not on the embedded SQLite: there a worker holds the database's one write lock while it
+    decides, and the web's POSTs wait for that lock, so a worker descheduled in favour of the web
+    kept the web waiting longer (bench/embedded_load.py at 50/s: POST p99 127-171 ms reniced,
+    93-101 ms not, in alternating runs). The web goes first on that lock instead (web/sqlite.py).
+    """
     nice = app.config.get("BACKGROUND_NICE", 0) if app is not None else 0
+    if nice > 0 and app.config.get("EMBEDDED"):
+        log.info("embedded SQLite: background processes keep the web's CPU priority")
+        return
     if nice > 0:
         try:
             os.nice(nice)
@@ -53,6 +67,22 @@ def lower_priority(app: Flask | None) -> None:
 def _worker_priority(**_):
     """Before the pool forks, so every child runs at the background priority too."""
     lower_priority(_app)
+
+
+@worker_init.connect
+def _stack_dump_on_usr2(**_):
+    """SIGUSR2 writes every thread's stack to stderr, from C: it works even when the main thread
+    is stuck where Celery's own SIGUSR1 dump (a Python handler) would never run."""
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
+
+
+@worker_ready.connect
+def _self_watch(sender=None, **_):
+    """A worker that takes nothing from its queues exits, to be restarted (workers/self_watch.py);
+    started once the pool has forked, so no thread of it exists while the pool forks."""
+    if _app is not None:
+        from . import self_watch
+        self_watch.start(_app, sorted(sender.app.amqp.queues.consume_from))
 
 
 @beat_init.connect

@@ -19,15 +19,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from printers import (FontError, LabelFont, PrinterError, PrinterNotReady, PrinterUnreachable,
-                      StatusError, ensure_font, printer_for_uri)
+from printers import (STATION_PULL, FontError, LabelFont, PrinterError, PrinterNotReady,
+                      PrinterUnreachable, StatusError, ensure_font, printer_for_uri,
+                      ready_or_raise)
 
 from ..api_client import ApiClient, ApiError, NotLoggedIn, Offline
 from ..queue import CompletionQueue
 from .fonts import FontCache, named_fonts
 
 log = logging.getLogger(__name__)
-STATION_PULL = "station://"
 
 
 @dataclass
@@ -146,9 +146,7 @@ class LabelService:
             printer = None
             try:
                 printer = self._printer()
-                status = printer.status()
-                if not status.ready:
-                    raise PrinterNotReady(status)
+                ready_or_raise(printer)
                 missing = self._store_fonts(printer, fonts)
             except (PrinterError, OSError, ValueError) as exc:
                 if printer is not None:

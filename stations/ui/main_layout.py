@@ -19,8 +19,21 @@ def font(size: int, bold: bool = False) -> QFont:
 
 def setup_ui(window) -> None:
     """Create the main window's widgets as attributes of ``window`` and lay them out."""
+    # Widgets are made and join the window top to bottom: Qt's default tab order follows that.
     root = QWidget()
     outer = QVBoxLayout(root)
+    outer.addLayout(_top_bar(window))
+    middle = QHBoxLayout()
+    middle.addWidget(_left_column(window), 3)
+    middle.addLayout(_right_column(window), 2)
+    outer.addLayout(middle, 1)
+    outer.addWidget(_complete_button(window))
+    window.setCentralWidget(root)
+    _status_bar(window)
+
+
+def _top_bar(window) -> QHBoxLayout:
+    """The scan title and field, settings and logout."""
     top = QHBoxLayout()
     window.scan_title = QLabel()
     window.scan_field = QLineEdit()
@@ -32,8 +45,11 @@ def setup_ui(window) -> None:
     window.logout_button = QPushButton()
     for w in (window.scan_title, window.scan_field, window.settings_button, window.logout_button):
         top.addWidget(w)
-    outer.addLayout(top)
-    middle = QHBoxLayout()
+    return top
+
+
+def _left_column(window) -> QScrollArea:
+    """Lot panel, measurement form and firmware panel, in a vertically scrolling area."""
     # The left column scrolls rather than squeezing its rows when a step needs more room
     # than the screen has (many measurements plus the firmware panel on a small screen).
     left_area = QScrollArea()
@@ -53,6 +69,11 @@ def setup_ui(window) -> None:
     left.addWidget(window.firmware_panel)
     left.addStretch(1)
     left_area.setWidget(left_box)
+    return left_area
+
+
+def _right_column(window) -> QVBoxLayout:
+    """The result message over the history of decisions."""
     right = QVBoxLayout()
     window.result_label = FitLabel(max_pt=18, min_pt=10, max_height=330)
     window.result_label.setObjectName("resultLabel")
@@ -65,9 +86,11 @@ def setup_ui(window) -> None:
     right.addWidget(window.result_label)
     right.addWidget(window.results_title)
     right.addWidget(window.history, 1)
-    middle.addWidget(left_area, 3)
-    middle.addLayout(right, 2)
-    outer.addLayout(middle, 1)
+    return right
+
+
+def _complete_button(window) -> QPushButton:
+    """The big Complete button (disabled until an item can be completed)."""
     window.complete_button = QPushButton()
     window.complete_button.setObjectName("completeButton")
     window.complete_button.setMinimumHeight(76)
@@ -75,8 +98,11 @@ def setup_ui(window) -> None:
     window.complete_button.setStyleSheet("QPushButton { background: #1565c0; color: white; }"
                                          "QPushButton:disabled { background: #9e9e9e; }")
     window.complete_button.setEnabled(False)
-    outer.addWidget(window.complete_button)
-    window.setCentralWidget(root)
+    return window.complete_button
+
+
+def _status_bar(window) -> None:
+    """Network, user, printer and scanner states in the status bar."""
     bar = window.statusBar()
     window.net_label, window.user_label = QLabel(), QLabel()
     window.printer_label, window.scanner_label = QLabel(), QLabel()
@@ -89,4 +115,3 @@ def setup_ui(window) -> None:
         w.setFont(font(12))
         w.setWordWrap(bool(stretch))
         bar.addPermanentWidget(w, stretch)
-

@@ -6,7 +6,7 @@ import time
 from functools import partial
 
 from ..api_client import AuthError, NotLoggedIn, Offline
-from ..i18n import reason_text, tr
+from ..i18n import tr
 from ..queue import Entry
 from ..scanner import Barcode, parse_barcode
 from ..station import Lookup, StationContext
@@ -15,7 +15,8 @@ from ..qt import QApplication, QMainWindow, Qt, QTimer, Signal
 from .confirm import OutOfLimitsConfirm
 from .dialogs import LoginDialog
 from .main_layout import setup_ui
-from .status import ActivityFilter, ScanBridge, printer_state_text, scanner_text, sync_text
+from .status import (ActivityFilter, ScanBridge, decision_text, printer_state_text, scanner_text,
+                     sync_text)
 
 log = logging.getLogger(__name__)
 HISTORY = 50  # result lines kept on screen; older ones are in the queue database
@@ -325,19 +326,7 @@ class MainWindow(QMainWindow):
 
     def show_decision(self, entry: Entry) -> None:
         """Show the server's decision (or refusal) of a queued completion."""
-        unit = f" {entry.body['unit_serial']}" if entry.body.get("unit_serial") else ""
-        values = {"lot": entry.body["lot_no"], "step": entry.body["step"], "unit": unit}
-        if entry.state == "accepted":
-            text, colour = tr("complete.accepted", **values), "#1b7f1b"
-        elif entry.state == "rejected":
-            reasons = "\n".join("• " + reason_text(r.get("code", ""), r.get("detail"))
-                                for r in entry.reasons)
-            text, colour = tr("complete.rejected", **values) + "\n" + reasons, "#b00020"
-        elif entry.state == "invalid":
-            text, colour = tr("complete.invalid", seq=entry.seq, detail=entry.last_error), "#b00020"
-        else:
-            text, colour = tr("complete.failed", seq=entry.seq,
-                              detail=entry.last_error or entry.state), "#b00020"
+        text, colour = decision_text(entry)
         self.show_message(text, colour)
         self.history.insertItem(0, time.strftime("%H:%M:%S ") + text.replace("\n", " "))
         while self.history.count() > HISTORY:

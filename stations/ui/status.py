@@ -1,7 +1,7 @@
-"""Status-bar texts and the small QObjects that carry scanner and activity events to the UI."""
+"""Status-bar and decision texts; the QObjects that carry scanner and activity events to the UI."""
 from __future__ import annotations
 
-from ..i18n import printer_text, tr
+from ..i18n import printer_text, reason_text, tr
 from ..qt import QEvent, QObject, Signal
 
 
@@ -48,3 +48,18 @@ def printer_state_text(state) -> str:
 def scanner_text(state: str) -> str:
     """'scanner connected' / 'scanner unplugged'."""
     return tr(f"scanner.{state}") if state in ("connected", "disconnected") else state
+
+
+def decision_text(entry) -> tuple[str, str]:
+    """The text and colour that show a queued completion's decision (or refusal)."""
+    unit = f" {entry.body['unit_serial']}" if entry.body.get("unit_serial") else ""
+    values = {"lot": entry.body["lot_no"], "step": entry.body["step"], "unit": unit}
+    if entry.state == "accepted":
+        return tr("complete.accepted", **values), "#1b7f1b"
+    if entry.state == "rejected":
+        reasons = "\n".join("• " + reason_text(r.get("code", ""), r.get("detail"))
+                            for r in entry.reasons)
+        return tr("complete.rejected", **values) + "\n" + reasons, "#b00020"
+    if entry.state == "invalid":
+        return tr("complete.invalid", seq=entry.seq, detail=entry.last_error), "#b00020"
+    return tr("complete.failed", seq=entry.seq, detail=entry.last_error or entry.state), "#b00020"

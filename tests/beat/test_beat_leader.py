@@ -4,8 +4,12 @@ from __future__ import annotations
 import sys
 import time
 
+import pytest
+
 from tests.conftest import TEST_CONFIG
 from tests.support.procs import Proc, service_env, wait_until
+
+pytestmark = pytest.mark.slow  # real processes for seconds: started first under xdist
 
 ALL_OFF = {name: "off" for name in (
     "CANARY_CRON", "OUTBOX_SWEEP_CRON", "LABELS_RETRY_CRON", "STATION_CHECK_CRON",
@@ -20,7 +24,7 @@ def _beat(env, tmp_path, name):
 def test_a_beat_exits_while_another_holds_the_database_and_runs_once_it_is_gone(
         app, pg_database, redis_url, tmp_path):
     from web.services.beat_leader import ANOTHER_BEAT, LEADER_LOCK, other_beat_running
-    from web.services.locks import named_lock
+    from web.services.plumbing import named_lock
     from web.services.periodic import PERIODIC_LOCK_NS
     env = service_env(DATABASE_URL=pg_database, REDIS_URL=redis_url, LOG_LEVEL="INFO",
                       NEUROHUB_DATA_DIR=tmp_path / "var", **ALL_OFF, **TEST_CONFIG)

@@ -7,7 +7,7 @@ import pytest
 from celery.schedules import crontab
 
 from beat import schedule as sch
-from workers.config import QUEUES
+from queues import QUEUES
 
 ISSUE_TASKS = {"outbox.sweep", "labels.retry", "stations.check_heartbeats", "workers.canary",
                "beat.heartbeat", "backups.snapshot", "storage.apply_lifecycle",

@@ -130,7 +130,7 @@ def test_api_conforms_as_operator(case, stack, clock):
 
 def test_real_records_conform_to_the_document(stack):
     """Responses generated cases rarely reach (records must exist) match the document too:
-    a multipart firmware upload, its download, a device history record as JSON and as CSV,
+    a multipart firmware upload, its download, a device history record as JSON, CSV and PDF,
     and a label preview."""
     from tests.support.firmwaredata import image
 
@@ -144,7 +144,8 @@ def test_real_records_conform_to_the_document(stack):
                    body={"product": stack.product, "version": "1.0.0", "file": image(4096)})
     check("GET", "/api/v1/firmware/{firmware_id}/download", 200,
           path_parameters={"firmware_id": upload.json()["id"]})
-    for fmt, media in (("json", "application/json"), ("csv", "text/csv")):
+    for fmt, media in (("json", "application/json"), ("csv", "text/csv"),
+                       ("pdf", "application/pdf")):
         dhr = check("GET", "/api/v1/lots/{lot_no}/dhr", 200,
                     path_parameters={"lot_no": stack.lot}, query={"format": fmt})
         assert dhr.headers["content-type"][0].startswith(media)  # schemathesis: lists

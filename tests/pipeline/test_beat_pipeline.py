@@ -54,7 +54,7 @@ def _app(pg_database, broker, **extra):
 # The backup slot period of the two-beats test: short, so the test sees many slots in well under
 # a minute.
 PERIOD = 4
-SLOTS = 8  # slots the test runs through; at least SLOTS - 2 must have a backup
+SLOTS = 6  # slots the test runs through; at least SLOTS - 2 must have a backup
 SEND = "Sending due task backups-snapshot"  # what celery beat logs as it sends a snapshot run
 
 

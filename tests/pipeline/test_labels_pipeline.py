@@ -3,19 +3,11 @@ import uuid
 
 import pytest
 
-from printers import PrinterSimulator
 from tests.pipeline.conftest import wait_status
 from tests.support.procs import wait_until
 
 ROUTING = [{"step": "FCT", "name": "Functional test", "label_template": "unit",
             "measurements": [{"name": "voltage", "unit": "V", "min": 3.2, "max": 3.4}]}]
-
-
-@pytest.fixture()
-def sim():
-    s = PrinterSimulator(port=0, render=False).start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture()

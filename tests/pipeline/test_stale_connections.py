@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import TEST_CONFIG
 from tests.support.procs import celery_worker, relay, service_env, wait_until
 from tests.support.tcpproxy import TcpProxy
 from web.models import Completion, PeriodicRun
+
+pytestmark = pytest.mark.slow  # real processes for seconds: started first under xdist
 
 IDLE_CONNECTIONS = 4
 
@@ -110,7 +113,8 @@ def test_worker_and_relay_after_an_idle_cut_never_fail(app, db, factory, pg_data
             log = worker.log_path.read_text(errors="replace")
             return all(f"workers.canary[{i}] succeeded" in log or f"workers.canary[{i}] raised"
                        in log for i in ids)
-        wait_until(canaries_ended, 30, 0.2, f"the canaries after the cut\n{worker.output()}")
+        wait_until(canaries_ended, 30, 0.2,
+                   lambda: f"the canaries after the cut\n{worker.output()}")
         for _ in range(10):
             post_round()
         wait_until(lambda: _count(db, status="accepted") == 52, 90, 0.1,

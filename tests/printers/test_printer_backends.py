@@ -8,7 +8,8 @@ import pytest
 
 from printers import (FilePrinter, PrinterNotReady, PrinterOffline, PrinterSimulator,
                       PrinterUnreachable, SimPrinter, TcpPrinter, field_hex, printer_for_uri,
-                      reset_simulated_printers, send_job, simulated_printer, split_labels)
+                      ready_or_raise, reset_simulated_printers, send_job, simulated_printer,
+                      split_labels)
 
 LABEL = b"^XA^FO50,50^A0N,40,0^FDLOT-0001^FS^FO50,120^BY2^BCN,80,Y,N,N^FDLOT-0001^FS^XZ"
 
@@ -44,6 +45,17 @@ def test_paper_out_refuses_then_prints_after_clearing(sim):
     sim.clear_faults()
     send_job(printer, LABEL)
     assert sim.label_count == 1
+
+
+def test_ready_or_raise_is_the_gate_and_sends_nothing(sim):
+    with printer_for_uri(f"tcp://127.0.0.1:{sim.port}") as printer:
+        assert ready_or_raise(printer).ready
+        sim.set_fault("head_open")
+        with pytest.raises(PrinterNotReady) as info:
+            ready_or_raise(printer)
+    assert info.value.reasons == ["head_open"] and info.value.status.head_open
+    assert sim.label_count == 0 and sim.state.discarded_count == 0
+    assert list(sim.state.control_commands) == ["HS", "HS"]
 
 
 @pytest.mark.parametrize("fault", ["head_open", "paused", "ribbon_out"])

@@ -172,5 +172,8 @@ def test_heartbeat_reaches_the_server(stack, factory, make_station, qtbot):
                          timeout=5).json()["items"]
     record = next(s for s in items if s["code"] == station)
     assert record["last_heartbeat_at"] is not None
+    # It reports its offline queue (empty), which the server's /metrics shows per station.
+    metrics = requests.get(stack.url + "/metrics", timeout=10).text
+    assert f'neurohub_station_offline_queue_depth{{station="{station}"}} 0.0' in metrics
     assert w.ctx.syncer.heartbeat_s == 30.0
     qtbot.waitUntil(lambda: w.net_label.text() == tr("online"), timeout=5000)

@@ -36,7 +36,7 @@ def test_every_key_used_in_the_code_exists():
 
 def test_every_server_reason_code_and_printer_code_is_translated():
     server_codes = set()
-    for path in (SRC.parent / "web" / "services").glob("*.py"):  # read, never imported
+    for path in (SRC.parent / "web" / "services").rglob("*.py"):  # read, never imported
         server_codes |= set(re.findall(r'_reason\("([a-z_]+)"', path.read_text()))
     assert len(server_codes) >= 9, server_codes
     assert server_codes <= set(REASON_CODES), server_codes - set(REASON_CODES)

@@ -6,13 +6,16 @@ import logging.handlers
 import re
 import sys
 
+from sqlalchemy import select
+
 from stations.app import setup_logging
+from web.models import AuditEvent
 from tests.stations.conftest import FCT_STEP, PASSWORD, dead_server_url
 
 ASSY = {"step": "ASSY", "name": "Assembly"}
 
 
-def test_station_log_records_the_session(stack, factory, pty_scanner, make_station, qtbot,
+def test_station_log_records_the_session(stack, factory, db, pty_scanner, make_station, qtbot,
                                          tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)   # setup_logging installs its own
     _, user = factory.user("operator")
@@ -49,13 +52,19 @@ def test_station_log_records_the_session(stack, factory, pty_scanner, make_stati
         rf"INFO .* stations\.station: scan '{lot}': lot {lot} at ASSY",
         r"WARNING .* stations\.station: scan 'NO-SUCH-LOT-5' not usable: error\.unknown_barcode",
         rf"INFO .* stations\.station: completion #1 queued: lot {lot} step ASSY by {user}",
-        r"INFO .* stations\.sync: completion #1 sent: server id \d+",
+        rf"INFO .* stations\.sync: completion #1 sent: server id \d+, "
+        rf"request {station}:[0-9a-f-]{{36}}",
         rf"INFO .* stations\.sync: completion #1 accepted: lot {lot} step ASSY",
         rf"INFO .* stations\.ui\.main_window: operator {user} logged out \(logout\)",
     ]
     missing = [p for p in expected if not re.search(p, text)]
     assert not missing, f"missing {missing} in:\n{text}"
     assert PASSWORD not in text
+    # The station's request id is the server's: the audit row of the POST carries it.
+    sent = re.search(r"completion #1 sent: server id (\d+), request (\S+)", text)
+    rids = set(db.session.scalars(select(AuditEvent.request_id).where(
+        AuditEvent.entity_type == "completion", AuditEvent.entity_id == sent.group(1))))
+    assert sent.group(2) in rids, rids
 
 
 def test_scanner_unplug_and_server_loss_are_logged(stack, pty_scanner, make_station, qtbot,

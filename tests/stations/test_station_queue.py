@@ -90,6 +90,9 @@ class FakeApi:
         self.next_id = 1000
         self.heartbeat_bodies = []
 
+    def request_id(self, key):
+        return f"ST-FAKE:{key}"
+
     def post_completion(self, body, key):
         self.posts.append((body["n"], key))
         answer = self.answers.get(body["n"])
@@ -186,7 +189,7 @@ def test_decisions_polled_and_heartbeat_every_30_seconds(tmp_path):
     s.tick()
     assert [e.state for e in decided] == ["accepted"]
     assert len(api.heartbeat_bodies) == 1
-    assert api.heartbeat_bodies[0] == {"app_version": "0.1.0", "queued": 0,
+    assert api.heartbeat_bodies[0] == {"app_version": "0.1.0", "offline_queue": 0,
                                        "printer_status": "ready"}
     for _ in range(5):                                   # 29 s later: no second heartbeat
         now[0] += 5.8

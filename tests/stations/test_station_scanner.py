@@ -162,7 +162,9 @@ def test_serial_reconnects_after_unplug():
         first = scanner.serial
         first.close()                                   # the cable is pulled
         for _ in range(100):
-            if scanner.connected.is_set() and scanner.serial is not first:
+            # the state callback comes just after the event is set: wait for both
+            if (scanner.connected.is_set() and scanner.serial is not first
+                    and states.count("connected") >= 2):
                 break
             threading.Event().wait(0.05)
         assert scanner.serial is not first and scanner.connected.is_set()

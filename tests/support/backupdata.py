@@ -18,7 +18,7 @@ def populate(app, factory, lots: int = 2, per_lot: int = 3) -> dict:
     """Products, stations, lots with serials and accepted completions (through the services)."""
     from web.services import completions
     from web.services.audit import Actor
-    from web.services.processing import process_completion
+    from web.services.completions.processing import process_completion
     uid, name = factory.user("operator")
     product = factory.product(routing=ROUTING)
     smt = factory.station(steps=["SMT"], printer_uri=None)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
 from web.auth import issue_token
 from web.services import lots, products, stations, users
@@ -63,3 +64,12 @@ class Factory:
         product = product or self.product()
         with self.app.app_context():
             return lots.create_lot(product, quantity, lot_no, serials, SYSTEM).lot_no
+
+
+def post_completion(client, headers, lot_no, step, station, **extra) -> int:
+    """A completion through the API (202, a fresh Idempotency-Key), as a station sends it."""
+    resp = client.post("/api/v1/completions", headers=headers | {
+        "Idempotency-Key": uuid.uuid4().hex},
+        json={"lot_no": lot_no, "step": step, "station": station} | extra)
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    return resp.get_json()["id"]

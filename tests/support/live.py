@@ -1,9 +1,13 @@
-"""A real web server for end-to-end tests: gunicorn running ``web:create_app()`` on a free port."""
+"""Real web servers for end-to-end tests: gunicorn running ``web:create_app()`` on a free port,
+or a test app served from a thread for a browser."""
 from __future__ import annotations
 
 import sys
+import threading
+from contextlib import contextmanager
 
 import requests
+from werkzeug.serving import make_server
 
 from tests.support.procs import Proc, free_port, wait_until
 
@@ -40,3 +44,17 @@ class LiveServer:
         """Stop the server and wait until the port refuses connections."""
         self.proc.stop(10)
         wait_until(lambda: not self.up(), 20, 0.1, "gunicorn to stop")
+
+
+@contextmanager
+def serve_in_thread(app):
+    """``app`` on a real HTTP port of the loopback interface (werkzeug, threaded), for a
+    browser; yields its base URL and stops the server after the block."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)

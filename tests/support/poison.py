@@ -1,5 +1,5 @@
 """A poison record for the worker's batch tests: one completion whose decision raises."""
-from web.services import processing
+from web.services.completions import processing
 
 
 def poison(monkeypatch, completion_id: int, exc: BaseException) -> None:

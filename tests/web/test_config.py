@@ -87,7 +87,7 @@ def test_create_app_refuses_production_sqlite(tmp_path, monkeypatch, capsys):
 
 def test_neurohub_up_runs_the_web_threaded_with_few_malloc_arenas(tmp_path):
     from web.config import load_config
-    from web.supervisor import plan
+    from web.cli.supervisor import plan
     cfg = load_config(overrides={"NEUROHUB_DATA_DIR": str(tmp_path), "WEB_THREADS": 6})
     web = next(c for c in plan(cfg, "127.0.0.1", 8000, flower=False, printer_sim=False)
                if c.name == "web")

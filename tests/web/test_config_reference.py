@@ -17,7 +17,7 @@ DEPLOY = ROOT / "deploy"
 REFERENCE = DEPLOY / ".env.reference.example"
 # The server's packages. The station app (stations/) is a separate program on the line PCs
 # with its own INI + NEUROHUB_* variables (stations/config.py); bench/ holds benchmarks.
-SERVER_PACKAGES = ("web", "workers", "tasks", "beat", "storage", "printers")
+SERVER_PACKAGES = ("web", "workers", "tasks", "beat", "storage", "printers", "queues")
 # os.environ["X"], os.environ.get("X"), os.getenv("X"), env.get("X"), config["X"],
 # current_app.config.get("X"), cfg["X"] ... but not an assignment (env["PGPASSWORD"] = ...).
 READ = re.compile(r"""\b(?:environ|getenv|env|config|cfg)(?:\.get)?\s*[\[(]\s*["']([A-Z][A-Z0-9_]+)["']"""
@@ -119,3 +119,23 @@ def test_readme_configuration_points_at_the_reference_and_the_rules():
                    "REDIS_URL", "PLANT_TIMEZONE", "TRUSTED_PROXY_HOPS", "LOGIN_IP_RATE_LIMIT",
                    "32 characters", "8 different", "80 bits"):
         assert needle in section, needle
+
+
+def _as_systemd_reads(line: str) -> tuple[str, str]:
+    """KEY=VALUE as systemd's EnvironmentFile (and docker-compose 1.x's env_file) read it: the
+    whole rest of the line is the value, one pair of surrounding quotes removed, no comments."""
+    key, value = line.split("=", 1)
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return key.strip(), value
+
+
+@pytest.mark.parametrize("path", sorted(DEPLOY.glob(".env.*.example")), ids=lambda p: p.name)
+def test_systemd_and_compose_read_the_examples_as_the_shell_does(path):
+    # An inline "# comment" after a value is part of the value to systemd (systemd#12527): the
+    # on-prem example becomes /etc/neurohub/neurohub.env, read by every unit's EnvironmentFile=.
+    values = example_assignments(path)
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, value = _as_systemd_reads(line)
+            assert value == values[key], f"{path.name}: {line!r}"

@@ -11,11 +11,10 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
+from tests.support.live import serve_in_thread
 from web.openapi import build_openapi
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -26,12 +25,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture()
 def live_url(app):
     """The app on a real HTTP port of the loopback interface, for the browser."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def _chromium_dom(chromium: str, url: str, profile) -> tuple[str, str]:

@@ -19,9 +19,12 @@ def actor() -> Actor:
 
 def _path_id_columns() -> dict:
     """Every integer path parameter of the API and the column its value is looked up in."""
-    from ..models import Backup, Completion, Firmware, FirmwareAssignment, LabelJob
+    from ..models import (Backup, Completion, Firmware, FirmwareAssignment, LabelJob,
+                          LabelTemplate, User)
     return {"backup_id": Backup.id, "completion_id": Completion.id, "firmware_id": Firmware.id,
-            "assignment_id": FirmwareAssignment.id, "job_id": LabelJob.id}
+            "assignment_id": FirmwareAssignment.id, "job_id": LabelJob.id,
+            # the console's user pages and template previews
+            "user_id": User.id, "version": LabelTemplate.version}
 
 
 def path_id_limits(app: Flask) -> dict[str, int]:
@@ -53,8 +56,9 @@ def _reject_ids_out_of_range(app: Flask) -> None:
 
 def register_api(app: Flask) -> None:
     """Attach every API blueprint to the app."""
-    from . import auth, backups, completions, firmware, health, labels, lots, products, stations
-    for module in (auth, backups, completions, firmware, health, labels, lots, products,
-                   stations):
+    from . import (auth, backups, completions, firmware, flower_auth, health, labels, lots,
+                   products, stations)
+    for module in (auth, backups, completions, firmware, flower_auth, health, labels, lots,
+                   products, stations):
         app.register_blueprint(module.bp)
     _reject_ids_out_of_range(app)

@@ -7,10 +7,9 @@ from flask import Blueprint
 from pydantic import BaseModel, Field
 
 from ..auth import require
-from ..errors import Conflict, NotFound
 from ..openapi import spec
 from ..services import backups as svc
-from ..services.backup_verify import request_verify
+from ..services.backups.verify import request_verify
 from . import actor
 from .schemas import Strict
 
@@ -61,13 +60,6 @@ class BackupQuery(Strict):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 
-def _backup(backup_id: int):
-    try:
-        return svc.get_backup(backup_id)
-    except svc.BackupNotFound:
-        raise NotFound(f"unknown backup {backup_id}") from None
-
-
 @bp.post("")
 @require("admin")
 @spec(responses={202: BackupOut}, tags=["backups"])
@@ -90,7 +82,7 @@ def index(query: BackupQuery):
 @spec(responses={200: BackupOut}, tags=["backups"])
 def show(backup_id: int):
     """One backup."""
-    return svc.backup_dict(_backup(backup_id))
+    return svc.backup_dict(svc.get_backup(backup_id))
 
 
 @bp.post("/<int:backup_id>/verify")
@@ -98,8 +90,4 @@ def show(backup_id: int):
 @spec(responses={202: BackupOut}, tags=["backups"], errors=(409,))
 def verify(backup_id: int):
     """Re-read and hash the stored backup and check it as an archive (done by the io worker)."""
-    _backup(backup_id)
-    try:
-        return svc.backup_dict(request_verify(backup_id, actor())), 202
-    except svc.BackupStateError as exc:
-        raise Conflict(str(exc)) from None
+    return svc.backup_dict(request_verify(backup_id, actor())), 202

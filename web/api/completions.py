@@ -2,7 +2,8 @@
 from flask import Blueprint, request
 
 from ..auth import require
-from ..errors import BadRequest, Conflict, NotFound, field_error
+from ..errors import BadRequest, field_error
+from ..metrics import instruments as metrics
 from ..openapi import spec
 from ..services import completions as svc
 from . import actor
@@ -25,17 +26,12 @@ def create(body: CompletionIn):
             {"field": "header.Idempotency-Key", "message": "missing"}])
     if len(key) > 255:
         raise field_error("header.Idempotency-Key", "at most 255 characters", BadRequest)
-    try:
-        receipt = svc.submit(body.model_dump(exclude_none=True), key, actor())
-    except svc.InFlight as exc:
-        raise Conflict(str(exc), headers={"Retry-After": "1"}) from None
-    except svc.KeyReused as exc:
-        raise field_error("header.Idempotency-Key", str(exc)) from None
-    except svc.UnknownReference as exc:
-        raise field_error(exc.field, str(exc)) from None
+    receipt = svc.submit(body.model_dump(exclude_none=True), key, actor())
     headers = {"Location": f"/api/v1/completions/{receipt.id}"}
     if receipt.replayed:
         headers["Idempotent-Replayed"] = "true"
+    else:
+        metrics.completion_received(body.step)
     return {"id": receipt.id, "status": "received"}, 202, headers
 
 
@@ -44,8 +40,5 @@ def create(body: CompletionIn):
 @spec(responses={200: CompletionOut}, tags=["completions"])
 def show(completion_id: int):
     """A completion's status, reasons and judged measurements."""
-    try:
-        c = svc.get_completion(completion_id)
-        return svc.completion_dict(c, svc.completion_labels(c.id))
-    except svc.CompletionNotFound:
-        raise NotFound(f"unknown completion {completion_id}") from None
+    c = svc.get_completion(completion_id)
+    return svc.completion_dict(c, svc.completion_labels(c.id))

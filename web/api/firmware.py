@@ -10,11 +10,11 @@ from storage.base import CHUNK_SIZE
 
 from ..auth import current_principal, require
 from ..bodies import body_limit
-from ..errors import (ApiError, BadRequest, Conflict, ContentTooLarge, Forbidden, NotFound,
-                      field_error)
-from ..openapi import UnsupportedMediaType, spec
+from ..errors import (BadRequest, ContentTooLarge, Forbidden, Gone, NotFound,
+                      UnsupportedMediaType, field_error)
+from ..openapi import spec
 from ..services import firmware as svc
-from ..services import firmware_assignments as asg
+from ..services.firmware import assignments as asg
 from ..services.storage_sync import area_storage
 from . import actor
 from .firmware_schemas import (AssignmentList, AssignmentOut, DownloadQuery, FirmwareAckIn,
@@ -30,19 +30,6 @@ BINARY = {"application/octet-stream": {"type": "string", "format": "binary"}}
 # Local storage streams the bytes (206 for a Range, 304 for If-None-Match); S3 redirects (302).
 DOWNLOAD_RESPONSES = {200: BINARY, 206: BINARY, 302: None, 304: None}
 DOWNLOAD_ERRORS = (403, 410, 416)  # a draft (operators), revoked, an unsatisfiable Range
-
-
-class Gone(ApiError):
-    """The resource existed but may no longer be used."""
-
-    status, title = 410, "Gone"
-
-
-def _firmware(firmware_id: int):
-    try:
-        return svc.get_firmware(firmware_id)
-    except svc.FirmwareNotFound:
-        raise NotFound(f"unknown firmware {firmware_id}") from None
 
 
 def _body_reader(limit: int):
@@ -71,7 +58,7 @@ def _body_reader(limit: int):
     return bounded
 
 
-def _parse_upload(limit: int, spools: list):
+def parse_upload(limit: int, spools: list):
     """Parse the multipart body; the image part is hashed while it is spooled to disk.
 
     The image is spooled in the store's staging directory, so a local store renames it into
@@ -123,15 +110,9 @@ def upload():
         raise UnsupportedMediaType("send multipart/form-data with the image in a part named file")
     spools: list = []
     try:
-        fields, incoming = _parse_upload(current_app.config["MAX_FIRMWARE_BYTES"], spools)
+        fields, incoming = parse_upload(current_app.config["MAX_FIRMWARE_BYTES"], spools)
         fw = svc.upload(fields.product, fields.version, incoming, actor(),
                         expected_sha256=fields.sha256, notes=fields.notes)
-    except svc.UnknownProduct:
-        raise field_error("product", f"unknown product {fields.product!r}") from None
-    except svc.VersionExists as exc:
-        raise Conflict(str(exc)) from None
-    except svc.InvalidImage as exc:
-        raise field_error(exc.field, str(exc)) from None
     finally:
         for spool in spools:  # the temp files vanish with them
             spool.close()
@@ -152,7 +133,7 @@ def index(query: FirmwareQuery):
 @spec(responses={200: FirmwareOut}, tags=["firmware"])
 def show(firmware_id: int):
     """One firmware with its station assignments."""
-    fw = _firmware(firmware_id)
+    fw = svc.get_firmware(firmware_id)
     return svc.firmware_dict(fw, asg.firmware_assignments(fw.id))
 
 
@@ -161,11 +142,7 @@ def show(firmware_id: int):
 @spec(responses={202: FirmwareOut}, tags=["firmware"], errors=(409,))
 def release(firmware_id: int):
     """Release a firmware: an io worker re-checks its bytes and assigns it to the stations."""
-    _firmware(firmware_id)
-    try:
-        return svc.firmware_dict(svc.release(firmware_id, actor())), 202
-    except svc.FirmwareStateError as exc:
-        raise Conflict(str(exc)) from None
+    return svc.firmware_dict(svc.release(firmware_id, actor())), 202
 
 
 @bp.post("/firmware/<int:firmware_id>/revoke")
@@ -173,11 +150,7 @@ def release(firmware_id: int):
 @spec(body=RevokeIn, responses={200: FirmwareOut}, tags=["firmware"], errors=(409,))
 def revoke(firmware_id: int, body: RevokeIn):
     """Revoke a firmware: its assignments are revoked and flashing with it is refused."""
-    _firmware(firmware_id)
-    try:
-        fw = svc.revoke(firmware_id, body.reason, actor())
-    except svc.FirmwareStateError as exc:
-        raise Conflict(str(exc)) from None
+    fw = svc.revoke(firmware_id, body.reason, actor())
     return svc.firmware_dict(fw, asg.firmware_assignments(fw.id))
 
 
@@ -190,7 +163,7 @@ def _may_download(fw) -> None:
     raise Forbidden(f"firmware {fw.id} is a draft; only admins may download it")
 
 
-def _send(store, key: str, etag: str, filename: str, size: int) -> Response:
+def send_stored(store, key: str, etag: str, filename: str, size: int) -> Response:
     """302 to a short-lived URL (S3), or stream the object with ETag, Range and If-None-Match."""
     url = store.get_url(key, expires=current_app.config["FIRMWARE_URL_EXPIRES"])
     if url:
@@ -225,12 +198,12 @@ def _send(store, key: str, etag: str, filename: str, size: int) -> Response:
       errors=DOWNLOAD_ERRORS)
 def download(firmware_id: int, query: DownloadQuery):
     """The image: streamed with ETag = sha256 and Range (local), or 302 to a presigned URL (S3)."""
-    fw = _firmware(firmware_id)
+    fw = svc.get_firmware(firmware_id)
     _may_download(fw)
     key, sha, size, name = fw.storage_key, fw.sha256, fw.size, fw.filename
     if query.station:
         asg.mark_delivered(fw.id, query.station, actor())
-    return _send(area_storage("firmware"), key, sha, name, size)
+    return send_stored(area_storage("firmware"), key, sha, name, size)
 
 
 @bp.get("/files/<path:key>", merge_slashes=False)  # "//etc/x" must not redirect
@@ -258,7 +231,7 @@ def files(key: str):
     except ObjectNotFound:  # includes a key that resolves outside the store (a planted link)
         raise NotFound(f"no file {key!r}") from None
     etag = fw.sha256 if fw is not None else f"{info.size:x}-{info.modified.timestamp() if info.modified else 0:.6f}"
-    return _send(store, rest, etag, rest.rsplit("/", 1)[-1], info.size)
+    return send_stored(store, rest, etag, rest.rsplit("/", 1)[-1], info.size)
 
 
 @bp.get("/stations/<code>/firmware")
@@ -266,10 +239,7 @@ def files(key: str):
 @spec(responses={200: AssignmentList}, tags=["firmware"])
 def station_firmware(code: str):
     """The firmware a station must hold now: version, sha256, size, download URL, state."""
-    try:
-        return {"items": [asg.assignment_dict(a) for a in asg.station_assignments(code)]}
-    except LookupError:
-        raise NotFound(f"unknown station {code!r}") from None
+    return {"items": [asg.assignment_dict(a) for a in asg.station_assignments(code)]}
 
 
 @bp.post("/stations/<code>/firmware/<int:assignment_id>/ack")
@@ -277,9 +247,4 @@ def station_firmware(code: str):
 @spec(body=FirmwareAckIn, responses={200: AssignmentOut}, tags=["firmware"], errors=(409,))
 def station_ack(code: str, assignment_id: int, body: FirmwareAckIn):
     """The station proves what it holds: sha256 equal -> verified, different -> failed."""
-    try:
-        return asg.assignment_dict(asg.ack(code, assignment_id, body.sha256, actor()))
-    except LookupError:  # unknown station or assignment (AssignmentNotFound is a LookupError)
-        raise NotFound(f"station {code!r} has no firmware assignment {assignment_id}") from None
-    except asg.AssignmentStateError as exc:
-        raise Conflict(str(exc)) from None
+    return asg.assignment_dict(asg.ack(code, assignment_id, body.sha256, actor()))

@@ -152,8 +152,25 @@ def parse_form(read: Callable[[int], bytes], boundary: bytes,
         if fed - form.delivered > MAX_FRAMING_BYTES:
             raise MultipartError("part headers (or parts without a name) are too large")
 
-    # The library wants the first delimiter first: skip a preamble, bounded. A CRLF is put in
-    # front so a body that starts with the delimiter matches too; each read is searched once.
+    head, i = _read_preamble(read, delimiter, block_size)
+    keep = len(ender) + 4  # the last bytes of the body, for _check_end's empty-last-part test
+    tail = bytes(head[-keep:])
+    feed(bytes(head[i + 2:]))
+    while chunk := read(block_size):
+        feed(chunk)
+        tail = (tail + chunk[-keep:])[-keep:]
+
+    _check_end(form, parser, tail, delimiter, ender)
+    return form.fields, form.file
+
+
+def _read_preamble(read: Callable[[int], bytes], delimiter: bytes,
+                   block_size: int) -> tuple[bytearray, int]:
+    """Read up to the first delimiter; return what was read and where the delimiter's CRLF is.
+
+    The library wants the first delimiter first: skip a preamble, bounded. A CRLF is put in
+    front so a body that starts with the delimiter matches too; each read is searched once.
+    """
     head, dash, start = bytearray(b"\r\n"), delimiter[:-2], 0
     while (i := head.find(dash, start)) < 0:
         if len(head) > MAX_PREAMBLE_BYTES:
@@ -164,13 +181,12 @@ def parse_form(read: Callable[[int], bytes], boundary: bytes,
         head += chunk
     if i > MAX_PREAMBLE_BYTES:
         raise MultipartError("no multipart boundary found")
-    keep = len(ender) + 4  # the last bytes of the body, for the empty-last-part check below
-    tail = bytes(head[-keep:])
-    feed(bytes(head[i + 2:]))
-    while chunk := read(block_size):
-        feed(chunk)
-        tail = (tail + chunk[-keep:])[-keep:]
+    return head, i
 
+
+def _check_end(form: _Form, parser: StreamingFormDataParser, tail: bytes, delimiter: bytes,
+               ender: bytes) -> None:
+    """At the end of the body: finish an empty last part, or raise if the body was cut short."""
     unfinished = [t for t in form.targets if t.seen and not t.finished]
     if unfinished:
         part = unfinished[0]
@@ -192,4 +208,3 @@ def parse_form(read: Callable[[int], bytes], boundary: bytes,
             parser.data_received(b"\r\x00" + delimiter + b"\r\x00")
         except (ParseFailedException, MessageError, UnicodeDecodeError):
             raise MultipartError("the body ended before the closing boundary") from None
-    return form.fields, form.file

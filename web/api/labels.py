@@ -1,13 +1,12 @@
 """Labels: templates, previews from the exact ZPL, jobs, reprints, and the station pull API."""
 from flask import Blueprint, Response, request
 
-from printers import PreviewError, preview_png
+from printers import preview_png
 
 from ..auth import require
-from ..errors import Conflict, NotFound, field_error
 from ..extensions import db
 from ..openapi import spec
-from ..services import label_templates as tpl
+from ..services.labels import templates as tpl
 from ..services import labels as svc
 from . import actor
 from .label_schemas import (AckIn, LabelJobOut, LabelJobPage, LabelJobQuery, PreviewIn,
@@ -20,10 +19,8 @@ PNG = {"image/png": {"type": "string", "format": "binary"}}
 
 def _png(zpl: bytes, dpi: int) -> Response:
     font = tpl.label_font()
-    try:
-        png, adaptations = preview_png(zpl, dpi=dpi, fonts={font.path: font.data})
-    except PreviewError as exc:
-        raise field_error("template", f"the label cannot be previewed: {exc}") from None
+    # A label zplkit cannot draw raises PreviewError: a 422 naming the template (web.errors).
+    png, adaptations = preview_png(zpl, dpi=dpi, fonts={font.path: font.data})
     resp = Response(png, mimetype="image/png")
     if adaptations:  # zplkit needs a preview-safe copy; say exactly what differs from the ZPL
         resp.headers["X-Preview-Adapted"] = "; ".join(adaptations)[:2000]
@@ -43,14 +40,10 @@ def templates():
 @spec(body=TemplateIn, responses={201: TemplateOut}, tags=["labels"])
 def add_template(body: TemplateIn):
     """Add a new version of a label template (old versions stay for their jobs)."""
-    try:
-        variables = [v.model_dump(exclude=set() if v.overflow == "shorten" else {"overflow"})
-                     for v in body.variables]
-        t = tpl.add_version(body.name, body.body, variables,
-                            float(body.width_mm), float(body.height_mm), body.description,
-                            actor())
-    except tpl.TemplateError as exc:
-        raise field_error(exc.field, str(exc)) from None
+    variables = [v.model_dump(exclude=set() if v.overflow == "shorten" else {"overflow"})
+                 for v in body.variables]
+    t = tpl.add_version(body.name, body.body, variables, float(body.width_mm),
+                        float(body.height_mm), body.description, actor())
     return tpl.template_dict(t), 201
 
 
@@ -62,10 +55,6 @@ def preview(body: PreviewIn):
     try:
         t = tpl.get_template(body.template, body.version)
         zpl = tpl.render(t, body.data, tpl.Profile(dpi=body.dpi))
-    except tpl.TemplateNotFound as exc:
-        raise field_error("template", str(exc)) from None
-    except tpl.TemplateError as exc:
-        raise field_error(exc.field, str(exc)) from None
     finally:
         db.session.commit()  # built-in templates may have been created on first use
     resp = _png(zpl, body.dpi)
@@ -90,13 +79,6 @@ def font():
     return resp.make_conditional(request)
 
 
-def _job(job_id: int):
-    try:
-        return svc.get_job(job_id)
-    except svc.JobNotFound:
-        raise NotFound(f"unknown label job {job_id}") from None
-
-
 @bp.get("/labels/jobs")
 @require("operator")
 @spec(query=LabelJobQuery, responses={200: LabelJobPage}, tags=["labels"])
@@ -111,7 +93,7 @@ def jobs(query: LabelJobQuery):
 @spec(responses={200: LabelJobOut}, tags=["labels"])
 def job(job_id: int):
     """One label job with its exact ZPL and sha256."""
-    return svc.job_dict(_job(job_id), with_zpl=True)
+    return svc.job_dict(svc.get_job(job_id), with_zpl=True)
 
 
 @bp.get("/labels/jobs/<int:job_id>/preview.png")
@@ -119,7 +101,7 @@ def job(job_id: int):
 @spec(responses={200: PNG}, tags=["labels"])
 def job_preview(job_id: int):
     """PNG of the job's exact ZPL."""
-    j = _job(job_id)
+    j = svc.get_job(job_id)
     return _png(j.zpl.encode("ascii"), svc.printer_profile(j.printer_uri).dpi)
 
 
@@ -128,7 +110,6 @@ def job_preview(job_id: int):
 @spec(body=ReasonIn, responses={201: LabelJobOut}, tags=["labels"])
 def reprint(job_id: int, body: ReasonIn):
     """Print a job again on purpose: a new job linked to the original, audited."""
-    _job(job_id)
     return svc.job_dict(svc.reprint(job_id, body.reason, actor()), with_zpl=True), 201
 
 
@@ -137,10 +118,7 @@ def reprint(job_id: int, body: ReasonIn):
 @spec(responses={200: LabelJobOut, 204: None}, tags=["labels"])
 def station_next(code: str):
     """The next label for a station:// printer (the station app prints it locally)."""
-    try:
-        j = svc.next_for_station(code)
-    except LookupError:
-        raise NotFound(f"unknown station {code!r}") from None
+    j = svc.next_for_station(code)
     return ("", 204) if j is None else svc.job_dict(j, with_zpl=True)
 
 
@@ -149,9 +127,4 @@ def station_next(code: str):
 @spec(body=AckIn, responses={200: LabelJobOut}, tags=["labels"], errors=(409,))
 def station_ack(code: str, job_id: int, body: AckIn):
     """The station reports whether its printer printed a pulled job."""
-    try:
-        return svc.job_dict(svc.ack(code, job_id, body.printed, body.printer_reason, actor()))
-    except svc.JobNotFound:
-        raise NotFound(f"unknown label job {job_id} for station {code!r}") from None
-    except svc.JobStateError as exc:
-        raise Conflict(str(exc)) from None
+    return svc.job_dict(svc.ack(code, job_id, body.printed, body.printer_reason, actor()))

@@ -2,7 +2,6 @@
 from flask import Blueprint
 
 from ..auth import require
-from ..errors import Conflict, NotFound
 from ..openapi import spec
 from ..services import products as svc
 from . import actor
@@ -17,10 +16,7 @@ bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
 def create(body: ProductIn):
     """Create a product with routing revision 1."""
     data = body.model_dump()
-    try:
-        product = svc.create_product(body.code, body.name, data["routing"], actor())
-    except svc.ProductExists as exc:
-        raise Conflict(str(exc)) from None
+    product = svc.create_product(body.code, body.name, data["routing"], actor())
     return svc.product_dict(svc.get_product(product.code)), 201
 
 
@@ -29,10 +25,7 @@ def create(body: ProductIn):
 @spec(body=RoutingIn, responses={201: ProductOut}, tags=["products"])
 def revise(code: str, body: RoutingIn):
     """Add a new routing revision; existing lots keep theirs."""
-    try:
-        svc.add_revision(code, body.model_dump()["routing"], actor())
-    except svc.ProductNotFound:
-        raise NotFound(f"unknown product {code!r}") from None
+    svc.add_revision(code, body.model_dump()["routing"], actor())
     return svc.product_dict(svc.get_product(code)), 201
 
 
@@ -50,7 +43,4 @@ def index(query: PageQuery):
 @spec(responses={200: ProductOut}, tags=["products"])
 def show(code: str):
     """One product with its current routing."""
-    try:
-        return svc.product_dict(svc.get_product(code))
-    except svc.ProductNotFound:
-        raise NotFound(f"unknown product {code!r}") from None
+    return svc.product_dict(svc.get_product(code))

@@ -213,7 +213,9 @@ class HeartbeatIn(Strict):
     """What a station reports with its heartbeat (all optional)."""
 
     app_version: Annotated[str, Field(max_length=64)] | None = None
-    queued: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None  # a count, not a bool
+    # Completions the station holds, not yet delivered (its offline queue): a count, not a bool.
+    offline_queue: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None
+    queued: Annotated[StrictInt, Field(ge=0, le=INT32_MAX)] | None = None  # older name of it
     printer_status: Annotated[str, Field(max_length=200)] | None = None
 
 
@@ -346,5 +348,5 @@ class DhrOut(BaseModel):
 class DhrQuery(Strict):
     """Output format of the device history record."""
 
-    format: Literal["json", "csv"] = "json"
+    format: Literal["json", "csv", "pdf"] = "json"
 

@@ -2,7 +2,6 @@
 from flask import Blueprint
 
 from ..auth import require
-from ..errors import Conflict, NotFound
 from ..openapi import spec
 from ..services import stations as svc
 from . import actor
@@ -16,13 +15,10 @@ bp = Blueprint("stations", __name__, url_prefix="/api/v1/stations")
 @spec(body=StationIn, responses={201: StationOut}, tags=["stations"], errors=(409,))
 def create(body: StationIn):
     """Register a station PC."""
-    try:
-        profile = body.printer_profile.model_dump(exclude_none=True) if body.printer_profile \
-            else None
-        station = svc.create_station(body.code, body.name, body.steps, body.printer_uri, actor(),
-                                     profile)
-    except svc.StationExists as exc:
-        raise Conflict(str(exc)) from None
+    profile = body.printer_profile.model_dump(exclude_none=True) if body.printer_profile \
+        else None
+    station = svc.create_station(body.code, body.name, body.steps, body.printer_uri, actor(),
+                                 profile)
     return svc.station_dict(station), 201
 
 
@@ -40,7 +36,4 @@ def index(query: PageQuery):
 @spec(body=HeartbeatIn, optional_body=True, responses={200: StationOut}, tags=["stations"])
 def heartbeat(code: str, body: HeartbeatIn):
     """Record that the station app is alive (the body is optional)."""
-    try:
-        return svc.station_dict(svc.heartbeat(code, body.model_dump(exclude_none=True)))
-    except svc.StationNotFound:
-        raise NotFound(f"unknown station {code!r}") from None
+    return svc.station_dict(svc.heartbeat(code, body.model_dump(exclude_none=True)))

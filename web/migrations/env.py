@@ -1,5 +1,4 @@
 import logging
-from logging.config import fileConfig
 
 from flask import current_app
 
@@ -9,10 +8,9 @@ from alembic import context
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-# Keep the application's loggers: upgrades also run inside `neurohub up`.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# No fileConfig(alembic.ini): logging is the application's (web/logs.py, set up by create_app),
+# so `neurohub db upgrade` and `neurohub up`, which migrates first, keep their JSON lines (or
+# text on a terminal) instead of alembic's console format on the root logger.
 logger = logging.getLogger('alembic.env')
 
 

@@ -50,6 +50,8 @@ class LabelJob(db.Model):
         Index("ix_label_jobs_printer_state_id", "printer_uri", "state", "id"),
         Index("ix_label_jobs_state_id", "state", "id"),
         Index("ix_label_jobs_lot_id_id", "lot_id", "id"),
+        Index("ix_label_jobs_completion_id", "completion_id"),
+        Index("ix_label_jobs_printer_id", "printer_uri", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     template_name: Mapped[str] = mapped_column(String(64))

@@ -16,6 +16,7 @@ class Lot(db.Model):
     __table_args__ = (
         Index("ix_lots_status_id", "status", "id"),
         Index("ix_lots_product_status", "product_id", "status", "id"),
+        Index("ix_lots_product_id", "product_id", "id"),
         Index("ix_lots_step_status", "current_step", "status", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

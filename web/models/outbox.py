@@ -22,3 +22,6 @@ class OutboxMessage(db.Model):
     dispatched_at: Mapped[object | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The request that caused the message (web/logs.py): published in the task's headers, so
+    # the worker's log lines, and the messages it enqueues in turn, carry it on.
+    request_id: Mapped[str | None] = mapped_column(String(64))

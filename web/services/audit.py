@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
+from ..extensions import db
 from ..models import AuditEvent, utcnow
-from .bulk import add_row, insert_rows
+from .plumbing import add_row, insert_rows, page
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +44,20 @@ def record_many(actor: Actor, action: str, entity_type: str,
     now = utcnow()
     insert_rows(AuditEvent, [_row(actor, action, entity_type, entity_id, lot_id, None, after, now)
                              for entity_id, lot_id, after in events])
+
+
+def list_events(actor: str | None, entity_type: str | None, entity_id: str | None,
+                cursor: str | None, limit: int):
+    """A page of audit events, newest first, filtered by actor name and entity.
+
+    An entity filter runs on ix_audit_entity; an actor filter alone walks the primary key
+    backwards (audit rows are read page by page, never counted).
+    """
+    stmt = select(AuditEvent)
+    if actor:
+        stmt = stmt.where(AuditEvent.actor == actor)
+    if entity_type:
+        stmt = stmt.where(AuditEvent.entity_type == entity_type)
+    if entity_id:
+        stmt = stmt.where(AuditEvent.entity_id == entity_id)
+    return page(db.session, stmt, AuditEvent.id, cursor, limit)

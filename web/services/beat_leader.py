@@ -7,7 +7,7 @@ host), or an ``flock`` under the data dir on the embedded SQLite. Both die with 
 """
 from __future__ import annotations
 
-from .locks import hold_for_process, is_held_elsewhere
+from .plumbing import hold_for_process, is_held_elsewhere
 from .periodic import PERIODIC_LOCK_NS
 
 LEADER_LOCK = "beat.leader"

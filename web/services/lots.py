@@ -8,26 +8,27 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Completion, Lot, LotSequence, LotUnit, Product, RoutingRevision
+from ..models import ACTIVE_STATUSES, Lot, LotSequence, LotUnit, Product, RoutingRevision
+from ..problems import Conflict, NotFound
 from .audit import Actor, record
-from .pagination import page
+from .plumbing import page
 from .plant_time import plant_now
+from .products import UnknownProduct
 
 
-class LotExists(ValueError):
+class LotExists(Conflict, ValueError):
     """The lot number (or a unit serial) is taken."""
 
 
-class LotNotFound(LookupError):
+class LotNotFound(NotFound, LookupError):
     """No lot has this number."""
 
+    def __init__(self, lot_no: str):
+        super().__init__(f"unknown lot {lot_no!r}")
 
-class LotStateError(ValueError):
+
+class LotStateError(Conflict, ValueError):
     """The lot's status does not allow this change."""
-
-
-class UnknownProduct(LookupError):
-    """The product code is unknown."""
 
 
 def lot_day() -> str:
@@ -100,13 +101,28 @@ def get_lot(lot_no: str, *, for_update: bool = False) -> Lot:
 
 
 def list_lots(status: str | None, product: str | None, step: str | None, cursor: str | None,
-              limit: int):
-    """A page of lots filtered by status / product code / current step, newest first."""
+              limit: int, *, lot_no: str | None = None, serial: str | None = None,
+              created_from=None, created_before=None):
+    """A page of lots filtered by status / product code / current step, newest first.
+
+    The console's search adds: a lot number prefix, a unit serial (the lot holding it) and a
+    creation time range (aware datetimes).
+    """
     stmt = select(Lot).options(selectinload(Lot.product), selectinload(Lot.revision))
+    if lot_no:  # a prefix: the unique index on lot_no answers it
+        stmt = stmt.where(Lot.lot_no.startswith(lot_no, autoescape=True))
+    if serial:
+        stmt = stmt.where(Lot.id == select(LotUnit.lot_id).where(
+            LotUnit.serial == serial).scalar_subquery())
+    if created_from is not None:
+        stmt = stmt.where(Lot.created_at >= created_from)
+    if created_before is not None:
+        stmt = stmt.where(Lot.created_at < created_before)
     if status:
         stmt = stmt.where(Lot.status == status)
-    if product:
-        stmt = stmt.join(Product, Product.id == Lot.product_id).where(Product.code == product)
+    if product:  # the id first: the newest lots of a product then come in order from an index
+        stmt = stmt.where(Lot.product_id == select(Product.id).where(
+            Product.code == product).scalar_subquery())
     if step:
         stmt = stmt.where(Lot.current_step == step)
     return page(db.session, stmt, Lot.id, cursor, limit)
@@ -117,6 +133,11 @@ _TRANSITIONS = {
     "release": (("on_hold",), "in_process"),
     "scrap": (ACTIVE_STATUSES + ("on_hold",), "scrapped"),
 }
+
+
+def allowed_actions(status: str) -> list[str]:
+    """The state changes (hold, release, scrap) a lot in ``status`` may take."""
+    return [action for action, (allowed, _target) in _TRANSITIONS.items() if status in allowed]
 
 
 def change_state(lot_no: str, action: str, reason: str, actor: Actor) -> Lot:
@@ -134,14 +155,19 @@ def change_state(lot_no: str, action: str, reason: str, actor: Actor) -> Lot:
     return lot
 
 
-def lot_dict(lot: Lot, completions: list[Completion] | None = None) -> dict:
-    """A lot as the API shows it (optionally with its completions)."""
+def lot_serials(lot_id: int) -> list[str]:
+    """A lot's unit serials in the order they were given (the serials only, no ORM objects)."""
+    return db.session.connection().scalars(
+        select(LotUnit.serial).where(LotUnit.lot_id == lot_id).order_by(LotUnit.id)).all()
+
+
+def lot_dict(lot: Lot, completions: list[dict] | None = None) -> dict:
+    """A lot as the API shows it (optionally with its completions, as dhr.lot_completions)."""
     out = {"lot_no": lot.lot_no, "product": lot.product.code, "quantity": lot.quantity,
            "qty_good": lot.qty_good, "step_passed": lot.step_passed, "status": lot.status,
            "current_step": lot.current_step, "routing_revision": lot.revision.revision,
            "hold_reason": lot.hold_reason, "created_at": lot.created_at.isoformat()}
     if completions is not None:
-        out["serials"] = [u.serial for u in lot.units]
-        from .completions import completion_dict  # local: completions imports lots
-        out["completions"] = [completion_dict(c) for c in completions]
+        out["serials"] = lot_serials(lot.id)
+        out["completions"] = completions
     return out

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..models import PeriodicRun, Station, utcnow
 from .audit import Actor, record
-from .locks import lock_key, named_lock
+from .plumbing import lock_key, named_lock
 
 log = logging.getLogger(__name__)
 PERIODIC_LOCK_NS = 7303

@@ -21,10 +21,13 @@ def plant_now() -> datetime:
     return datetime.now(plant_zone())
 
 
-def shown(value: datetime | str | None, sep: str = " ") -> str:
-    """``value`` on the plant's clock with its offset (``2026-03-05 02:00:00+09:00``); '' if None."""
+def shown(value: datetime | str | None, sep: str = " ", zone: ZoneInfo | None = None) -> str:
+    """``value`` on the plant's clock with its offset (``2026-03-05 02:00:00+09:00``); '' if None.
+
+    ``zone``: plant_zone(), when the caller already has it (a file of many times).
+    """
     if value in (None, ""):
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(plant_zone()).isoformat(sep, "seconds")
+    return value.astimezone(zone or plant_zone()).isoformat(sep, "seconds")

@@ -6,16 +6,27 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Product, RoutingRevision, RoutingStep
+from ..problems import Conflict, FieldError, NotFound
 from .audit import Actor, record
-from .pagination import page
+from .plumbing import page
 
 
-class ProductExists(ValueError):
+class ProductExists(Conflict, ValueError):
     """The product code is taken."""
 
 
-class ProductNotFound(LookupError):
+class ProductNotFound(NotFound, LookupError):
     """No product has this code."""
+
+    def __init__(self, code: str):
+        super().__init__(f"unknown product {code!r}")
+
+
+class UnknownProduct(FieldError, LookupError):
+    """A request names a product code that does not exist (a lot's, a firmware's)."""
+
+    def __init__(self, code: str):
+        super().__init__("product", f"unknown product {code!r}")
 
 
 def _steps(routing: list[dict]) -> list[RoutingStep]:

@@ -5,16 +5,20 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Printer, Station, utcnow
+from ..problems import Conflict, NotFound
 from .audit import Actor, record
-from .pagination import page
+from .plumbing import page
 
 
-class StationExists(ValueError):
+class StationExists(Conflict, ValueError):
     """The station code is taken."""
 
 
-class StationNotFound(LookupError):
+class StationNotFound(NotFound, LookupError):
     """No station has this code."""
+
+    def __init__(self, code: str):
+        super().__init__(f"unknown station {code!r}")
 
 
 def ensure_printer(uri: str, profile: dict | None = None) -> Printer:
@@ -35,9 +39,8 @@ def create_station(code: str, name: str, steps: list[str], printer_uri: str | No
         raise StationExists(f"station {code!r} already exists")
     station = Station(code=code, name=name, steps=list(steps), printer_uri=printer_uri)
     db.session.add(station)
-    if printer_uri:  # station:// printers are one per station (see labels.printer_key)
-        ensure_printer(f"station://{code}" if printer_uri.startswith("station://")
-                       else printer_uri, printer_profile)
+    if printer_uri:
+        ensure_printer(station.printer_key, printer_profile)  # station:// is one per station
     db.session.flush()
     record(actor, "station.created", "station", code,
            after={"name": name, "steps": steps, "printer_uri": printer_uri})

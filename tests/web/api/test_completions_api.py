@@ -279,7 +279,7 @@ def test_get_completion_after_processing(app, client, factory, auth):
     headers = auth("operator")
     cid = _post(client, headers, {"lot_no": lot, "step": "FCT", "station": station,
                                   "measurements": {"voltage": 3.9}}, _key()).get_json()["id"]
-    from web.services.processing import process_completion
+    from web.services.completions.processing import process_completion
     with app.app_context():
         assert process_completion(cid) == "rejected"
     body = client.get(f"{URL}/{cid}", headers=headers).get_json()

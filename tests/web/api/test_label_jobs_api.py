@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from printers import PrinterSimulator
-from web.services.label_templates import label_font
+from tests.support.procs import free_port
+from web.services.labels.templates import label_font
 
 from .api_helpers import assert_problem
 from .test_labels_api import (NEW_UNIT, PNG_MAGIC, TEMPLATES, barcodes, label_counts,
@@ -30,7 +31,7 @@ def _clean_label_tables(db):
 @pytest.fixture()
 def sim(request):
     """A real Zebra-like TCP printer on a free port, stopped when the test ends."""
-    simulator = PrinterSimulator(port=0, control_port=None, render=False).start()
+    simulator = PrinterSimulator(port=free_port(), control_port=None, render=False).start()
     request.addfinalizer(simulator.stop)
     return simulator
 
@@ -58,7 +59,7 @@ def complete(app, client, headers, lot_no, step, station, **extra) -> int:
                                                     "station": station, "measurements": {}}
                        | extra)
     assert resp.status_code == 202, resp.get_data(as_text=True)
-    from web.services.processing import process_completion
+    from web.services.completions.processing import process_completion
     with app.app_context():
         assert process_completion(resp.get_json()["id"]) == "accepted"
     return resp.get_json()["id"]
@@ -66,7 +67,7 @@ def complete(app, client, headers, lot_no, step, station, **extra) -> int:
 
 def print_jobs(app, ids) -> list[str]:
     """Run the print task body for each job, in id order; returns the states."""
-    from web.services.printing import print_job
+    from web.services.labels.delivery import print_job
     with app.app_context():
         return [print_job(i) for i in sorted(ids)]
 

@@ -13,7 +13,7 @@ import zxingcpp
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 from sqlalchemy import text
 
-from web.services.label_templates import BUILTIN
+from web.services.labels.templates import BUILTIN
 
 from .api_helpers import assert_problem, row_counts
 
@@ -85,7 +85,7 @@ def _preview(client, headers, template="unit", data=None, **extra):
 
 
 def _expected_sha(app, name, data, version=None, dpi=203) -> str:
-    from web.services import label_templates as tpl
+    from web.services.labels import templates as tpl
     with app.app_context():
         zpl = tpl.render(tpl.get_template(name, version), data, tpl.Profile(dpi=dpi))
         from web.extensions import db
@@ -262,7 +262,7 @@ def test_hangul_product_name_is_drawn_with_the_label_font(client, auth, app):
     # The product line (above the barcode at 5.5 mm) drawn by the preview, against the same text
     # drawn by Pillow with the same TrueType file at the field's height (3 mm = 24 dots).
     with app.app_context():
-        from web.services.label_templates import label_font
+        from web.services.labels.templates import label_font
         source = label_font().source
     line = _ink(Image.open(io.BytesIO(resp.data)).crop((0, 0, 400, 43)))
     reference = Image.new("L", (800, 100), 255)
@@ -284,7 +284,7 @@ def test_too_long_product_name_is_shortened_the_way_a_job_shortens_it(client, au
     resp = _preview(client, auth("operator"), data=data)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert resp.headers["X-Label-Shortened"] == "product_name (44 -> 40 characters)"
-    from web.services import label_templates as tpl
+    from web.services.labels import templates as tpl
     with app.app_context():
         zpl = tpl.render(tpl.get_template("unit"), data, tpl.Profile())
         from web.extensions import db
@@ -305,7 +305,7 @@ def test_label_font_is_served_to_station_apps(client, auth, app):
     assert resp.headers["X-Printer-Path"] == font.path
     assert resp.headers["X-Font-SHA256"] == font.sha256 == hashlib.sha256(resp.data).hexdigest()
     with app.app_context():
-        from web.services.label_templates import label_font
+        from web.services.labels.templates import label_font
         assert label_font().data == resp.data
     again = client.get("/api/v1/labels/font", headers=auth("operator") | {
         "If-None-Match": f'"{font.sha256}"'})

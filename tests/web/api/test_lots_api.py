@@ -27,7 +27,7 @@ def _complete(app, client, headers, lot_no, step, station, measurements=None):
                                                     "station": station,
                                                     "measurements": measurements or {}})
     assert resp.status_code == 202, resp.get_data(as_text=True)
-    from web.services.processing import process_completion
+    from web.services.completions.processing import process_completion
     with app.app_context():
         process_completion(resp.get_json()["id"])
     return resp.get_json()["id"]

@@ -22,7 +22,7 @@ API_PATHS = {
     "/api/v1/completions/{completion_id}": {"get"},
 }
 
-PUBLIC = {"/api/v1/auth/token", "/healthz", "/readyz"}
+PUBLIC = {"/api/v1/auth/token", "/healthz", "/readyz", "/metrics"}  # /metrics: internal only
 
 
 @pytest.fixture()

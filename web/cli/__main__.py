@@ -1,0 +1,4 @@
+"""``python -m web.cli ...``: the ``neurohub`` command."""
+from . import main
+
+main()
