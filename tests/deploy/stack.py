@@ -23,7 +23,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def podman_env() -> dict:
-    """The environment every podman call runs with (runc, ulimits, netavark)."""
+    """The environment every podman call runs with (runc, ulimits, CNI with dnsname)."""
     return dict(os.environ, CONTAINERS_CONF=str(CONTAINERS_CONF))
 
 
@@ -33,11 +33,16 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
                           check=check, timeout=timeout)
 
 
+def base_image() -> str:
+    """The debootstrap base image (built once, then cached by deploy/podman/base.sh)."""
+    return subprocess.run(["bash", str(ROOT / "deploy/podman/base.sh")], env=podman_env(),
+                          capture_output=True, text=True, check=True, timeout=900).stdout.strip()
+
+
 def build_images(tag: str = "stack") -> dict:
     """Base (cached), the product's image and the service stand-ins; returns names and timings."""
     t0 = time.monotonic()
-    base = subprocess.run(["bash", str(ROOT / "deploy/podman/base.sh")], env=podman_env(),
-                          capture_output=True, text=True, check=True, timeout=900).stdout.strip()
+    base = base_image()
     t1 = time.monotonic()
     app = f"localhost/neurohub-mes:{tag}"
     secret = [f"--secret=id=pip_cert,src={CA_BUNDLE}"] if os.path.exists(CA_BUNDLE) else []
