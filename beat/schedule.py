@@ -20,7 +20,8 @@ from typing import Mapping
 from zoneinfo import ZoneInfo
 
 from celery.beat import BeatLazyFunc
-from celery.schedules import crontab
+from celery.schedules import crontab, schedstate
+from celery.schedules import schedule as interval
 
 from queues import QUEUES  # the worker queues: the canary runs on each
 
@@ -89,6 +90,32 @@ def parse_when(text: str) -> float | crontab | None:
         raise ScheduleError(f"bad crontab {text!r}: {exc}") from None
 
 
+class aligned(interval):
+    """An interval that runs at the multiples of its period since the epoch (10 s: :00, :10 ...).
+
+    Celery's plain interval runs ``period`` after the last send, so its sends drift and one can
+    land a few ms before a boundary: that send named the slot before it (``slot_of`` floors the
+    send time), which doubled one slot and skipped the next. Here a run is due only once the
+    clock has crossed into a slot the last run was not in, so each send names its own slot.
+    """
+
+    def _edges(self, last_run_at: datetime) -> tuple[float, float, float]:
+        period = self.run_every.total_seconds()
+        now = self.maybe_make_aware(self.now()).timestamp()
+        return period, now, self.maybe_make_aware(last_run_at).timestamp()
+
+    def is_due(self, last_run_at: datetime) -> schedstate:
+        """Due when ``now`` is in a later slot than the last run; next check at the next edge."""
+        period, now, last = self._edges(last_run_at)
+        to_next_edge = period - now % period
+        return schedstate(is_due=now // period > last // period, next=to_next_edge)
+
+    def remaining_estimate(self, last_run_at: datetime) -> timedelta:
+        """Time until the slot after the last run's begins (what Flower and `beat -l` show)."""
+        period, now, last = self._edges(last_run_at)
+        return timedelta(seconds=max(0.0, (last // period + 1) * period - now))
+
+
 def _matches(c: crontab, t: datetime) -> bool:
     return (t.minute in c.minute and t.hour in c.hour and t.day in c.day_of_month
             and t.month in c.month_of_year and t.isoweekday() % 7 in c.day_of_week)
@@ -111,8 +138,10 @@ def cron_slot(c: crontab, at: datetime, horizon_days: int = 366,
     raise ScheduleError(f"crontab {c} has no time in the last {horizon_days} days")
 
 
-def period_of(when: float | crontab) -> float:
+def period_of(when: float | crontab | interval) -> float:
     """Seconds between runs (for a crontab: the shortest gap within the next two weeks)."""
+    if isinstance(when, interval):
+        return when.run_every.total_seconds()
     if not isinstance(when, crontab):
         return float(when)
     t = datetime(2026, 1, 4, tzinfo=timezone.utc)  # a Sunday; any fixed start will do
@@ -175,7 +204,7 @@ def build_schedule(environ: Mapping[str, str] | None = None, tz: str | None = No
         when = resolve(name, environ)
         if when is None:
             continue
-        schedule = when if isinstance(when, crontab) else timedelta(seconds=when)
+        schedule = when if isinstance(when, crontab) else aligned(timedelta(seconds=when))
         options: dict = {"expires": expires_for(when)}  # a stale run is dropped, never piled up
         if entry.queue:
             options["queue"] = entry.queue

@@ -44,7 +44,7 @@ def test_defaults_nightly_daily_weekly_and_minutes():
     for name in ("labels-retry", "stations-check-heartbeats", "beat-heartbeat",
                  "workers-canary-default"):
         assert built[name]["schedule"] == timedelta(seconds=60), name
-    assert built["outbox-sweep"]["schedule"] < timedelta(seconds=60)
+    assert built["outbox-sweep"]["schedule"].run_every < timedelta(seconds=60)
 
 
 def test_cron_overrides_from_the_environment():
@@ -140,3 +140,44 @@ def test_the_slot_beat_stamps_is_on_the_plant_clock():
     nightly = built["backups-snapshot"]["schedule"]
     assert stamp == sch.slot_of(nightly, tz="Asia/Seoul").isoformat()
     assert stamp != sch.slot_of(nightly).isoformat()  # 02:00 Seoul is never 02:00 UTC
+
+
+# --- interval runs on their slot edges ---------------------------------------------------------
+
+def _ticks(schedule, start: datetime, seconds: float, jitter) -> list[datetime]:
+    """What beat sends over ``seconds``: wake when the schedule says, off by ``jitter()`` (a
+    loaded host wakes late, a coarse timer early); each send is named by slot_of at send time."""
+    now, last, slots = start, start, []
+    schedule.nowfun = lambda: now
+    while now < start + timedelta(seconds=seconds):
+        due, wait = schedule.is_due(last)
+        if due:
+            slots.append(sch.slot_of(schedule.run_every.total_seconds(), now))
+            last = now
+        now += timedelta(seconds=max(0.001, wait + jitter()))
+    return slots
+
+
+def test_interval_runs_name_every_slot_once_however_beat_wakes():
+    import random
+    rng = random.Random(7)
+    built = sch.build_schedule({"BACKUP_CRON": "@every 4s"})
+    every4 = built["backups-snapshot"]["schedule"]
+    assert isinstance(every4, sch.aligned) and sch.period_of(every4) == 4
+    start = datetime(2026, 12, 6, 9, 0, 1, 500000, tzinfo=timezone.utc)
+    slots = _ticks(every4, start, 4 * 500, lambda: rng.uniform(-0.05, 0.3))
+    assert len(slots) >= 498 and len(slots) == len(set(slots))
+    assert all(b - a == timedelta(seconds=4) for a, b in zip(slots, slots[1:]))
+    assert all(s.timestamp() % 4 == 0 for s in slots)
+
+
+def test_an_interval_sends_on_the_edge_and_waits_for_the_next():
+    every10 = sch.aligned(timedelta(seconds=10))
+    last = datetime(2026, 12, 6, 9, 0, 10, 2000, tzinfo=timezone.utc)  # sent just past :10
+    every10.nowfun = lambda: datetime(2026, 12, 6, 9, 0, 19, 993000, tzinfo=timezone.utc)
+    due, wait = every10.is_due(last)  # Celery's plain interval would send here, 7 ms early
+    assert not due and abs(wait - 0.007) < 1e-6
+    assert abs(every10.remaining_estimate(last).total_seconds() - 0.007) < 1e-6
+    every10.nowfun = lambda: datetime(2026, 12, 6, 9, 0, 20, tzinfo=timezone.utc)
+    assert every10.is_due(last) == (True, 10.0)
+    assert every10 == timedelta(seconds=10)
