@@ -12,6 +12,7 @@ from . import config as config_mod
 from .i18n import set_language, tr
 from .qt import QApplication
 from .station import StationContext
+from .threads import MainThreadGC
 from .ui import MainWindow, SettingsDialog, setup_fonts
 
 log = logging.getLogger("stations")
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v})
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("neurohub-station")
+    collector = MainThreadGC(parent=app)  # before any background thread starts
     setup_fonts(app)
     set_language(cfg.language if cfg.language in config_mod.LANGUAGES else "ko")
     if args.settings or not cfg.is_complete():
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     code = app.exec_()
     if station.window is not None:
         station.window.shutdown()
+    collector.stop()
     log.info("neurohub-station stopped")
     return code
 

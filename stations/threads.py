@@ -5,6 +5,7 @@ thread because the emitting object lives in another thread.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -165,3 +166,41 @@ def wait_idle(timeout: float = 10.0) -> bool:
     while _running and time.monotonic() < deadline:
         time.sleep(0.02)
     return not _running
+
+
+class MainThreadGC(QObject):
+    """Python's cyclic garbage collector, run only on the UI thread.
+
+    CPython collects reference cycles in whichever thread happens to allocate when a threshold is
+    crossed, here mostly the background threads above. A cycle that holds a widget or any other
+    UI-thread QObject is then destroyed from that thread, which Qt does not allow: memory is
+    corrupted and the app crashes later somewhere unrelated. So automatic collection is off and a
+    timer on the UI thread collects, generation by generation, once the same thresholds are
+    crossed (the workaround from the PyQt mailing list, as calibre does it).
+    """
+
+    def __init__(self, interval_ms: int = 500, parent: QObject | None = None):
+        super().__init__(parent)
+        self.thresholds = gc.get_threshold()
+        self.collections = 0
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.check)
+        self._timer.start(interval_ms)
+
+    @Slot()
+    def check(self) -> None:
+        """Collect the generations whose counts crossed their thresholds (UI thread only)."""
+        counts = gc.get_count()
+        for generation in range(3):
+            if counts[generation] <= self.thresholds[generation]:
+                break
+            gc.collect(generation)
+            self.collections += 1
+
+    def stop(self) -> None:
+        """Stop the timer and give collection back to Python (as it was before)."""
+        self._timer.stop()
+        if self._was_enabled:
+            gc.enable()

@@ -94,6 +94,20 @@ def db(app):
 
 
 @pytest.fixture(autouse=True)
+def ui_gc(qapp):
+    """Cycles collected on the UI thread only, as in the app (stations/threads.MainThreadGC);
+    what the test left is collected here, on this thread, before collection is back to normal."""
+    import gc
+
+    from stations.threads import MainThreadGC
+    guard = MainThreadGC(parent=qapp)
+    yield guard
+    gc.collect()
+    guard.stop()
+    guard.deleteLater()
+
+
+@pytest.fixture(autouse=True)
 def _language():
     """Every test starts in English unless it switches; the catalog is global."""
     from stations.i18n import set_language
