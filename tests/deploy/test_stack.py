@@ -1,6 +1,7 @@
 """The on-prem compose stack for real, on podman (issue #15): image built from a debootstrap
 base, `docker-compose up`, then through nginx over HTTPS 300 completions from 8 concurrent
 clients while one API container is stopped and started again and the Redis container restarted.
+A worker whose process dies is started again by the restart policy.
 Clients retry with the same Idempotency-Key, as the station does; no completion may fail, each is
 accepted exactly once, and its label prints once on the printer simulator container. Then
 `down` and `up`: the data is still there. Figures go to bench/results/deploy_stack.json."""
@@ -187,6 +188,7 @@ def test_onprem_stack(tmp_path):
                "admin", "--password", ADMIN[1])
         _check_edge(stack)
         _load_with_faults(stack, figures)
+        _a_worker_that_dies_is_restarted(stack, figures)
         _queued_tasks_survive_a_redis_restart(stack, figures)
         t = time.monotonic()
         stack.compose("down")
@@ -241,6 +243,26 @@ def queued(stack: Stack, queue_name: str) -> int:
     """Messages waiting in a Redis list (the broker's queue), from inside the redis container."""
     out = podman("exec", stack.container("redis"), "redis-cli", "llen", queue_name).stdout
     return int(out.strip() or 0)
+
+
+def _a_worker_that_dies_is_restarted(stack: Stack, figures: dict) -> None:
+    """A worker whose process ends, as the self-watch ends one that takes no work (exit 70) or as
+    a crash does: compose's restart policy starts it again with nobody acting, and a canary comes
+    through its queue again (only this worker consumes `completions`)."""
+    name = stack.container("worker")
+
+    def restarts() -> int:
+        return int(podman("inspect", "--format", "{{.RestartCount}}", name).stdout.strip())
+    before, since, t = restarts(), sql(stack, "SELECT now()"), time.monotonic()
+    # Celery's main process is tini's only child; tini then exits with it (137).
+    podman("exec", name, "sh", "-c", "kill -KILL $(cat /proc/1/task/1/children)")
+    wait_until(lambda: restarts() > before, 60, 0.5, "compose to restart the worker")
+    stack.pump.forget(name)  # a restarted container begins a new start period
+    wait_until(lambda: sql(stack, "SELECT count(*) FROM periodic_runs WHERE name = "
+                                  "'workers.canary:completions' AND last_success_at > "
+                                  f"'{since}'::timestamptz") == "1", 120, 1,
+               lambda: "a canary through the restarted worker\n" + stack.logs("worker"))
+    figures["worker_killed_to_canary_seconds"] = round(time.monotonic() - t, 1)
 
 
 def _queued_tasks_survive_a_redis_restart(stack: Stack, figures: dict) -> None:
