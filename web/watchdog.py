@@ -10,10 +10,12 @@ of each worker and restarts the worker when it has not arrived in time.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -22,7 +24,61 @@ from flask.cli import with_appcontext
 log = logging.getLogger(__name__)
 PROBE_INTERVAL = 5.0  # seconds between canaries through one worker's queue
 STOP_GRACE = 5.0
-STARTUP_GRACE = 10.0  # seconds after a worker's start before its first canary  # a stale worker gets this long to stop on SIGTERM before SIGKILL
+STARTUP_GRACE = 10.0  # seconds after a worker's start before its first canary
+BUSY_DIR_ENV = "WORKER_BUSY_DIR"  # where a worker's pool children say they run a task
+BUSY_MARGIN = 5.0  # seconds past a task's hard time limit before its marker no longer counts
+
+
+# -- busy markers: a canary that waits behind a long task is not a wedged worker ----------------
+
+def mark_busy(folder: str | Path, hard_limit: float) -> None:
+    """A pool child starts a task: ``<folder>/<pid>`` holds when its hard time limit ends it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).write_text(f"{time.time() + hard_limit + BUSY_MARGIN:.3f}")
+
+
+def mark_idle(folder: str | Path) -> None:
+    """The pool child's task ended (done, failed or retried)."""
+    (Path(folder) / str(os.getpid())).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds the number: not our child
+        return False
+
+
+def busy(folder: str | Path | None) -> bool:
+    """True while one of the worker's pool children runs a task within its hard time limit.
+
+    A marker whose process is gone (killed, time limit hit) is removed; one past its deadline
+    no longer counts, so a task stuck beyond its limit does not hide a wedged worker.
+    """
+    if folder is None or not Path(folder).is_dir():
+        return False
+    now, found = time.time(), False
+    for marker in Path(folder).iterdir():
+        try:
+            pid, deadline = int(marker.name), float(marker.read_text())
+        except (ValueError, OSError):
+            continue
+        if not _alive(pid):
+            marker.unlink(missing_ok=True)
+        elif deadline > now:
+            found = True
+    return found
+
+
+def clear_busy(folder: str | Path | None) -> None:
+    """A (re)started worker has no task running: drop its previous incarnation's markers."""
+    if folder is not None and Path(folder).is_dir():
+        for marker in Path(folder).iterdir():
+            marker.unlink(missing_ok=True)
 
 
 @dataclass
@@ -47,9 +103,10 @@ class CanaryWatch:
     """
 
     def __init__(self, celery_app, queues: dict[str, str], timeout: float,
-                 interval: float = PROBE_INTERVAL):
+                 interval: float = PROBE_INTERVAL, busy_dirs: dict[str, Path] | None = None):
         self.celery_app, self.timeout, self.interval = celery_app, timeout, interval
         self.probes = {name: _Probe(queue) for name, queue in queues.items()}
+        self.busy_dirs = busy_dirs or {}  # worker -> its pool children's busy markers
         self.pids: dict[str, int] = {}  # the worker process each probe is judging
         self.next_poll = 0.0
         self._lock = threading.Lock()
@@ -58,6 +115,7 @@ class CanaryWatch:
         """The worker was (re)started: judge it only on canaries sent from now on."""
         with self._lock:
             probe = self.probes.get(name)
+            clear_busy(self.busy_dirs.get(name))
             if probe is not None:
                 # A (re)started worker gets time to connect before its first canary is sent.
                 probe.sent_at = None
@@ -65,11 +123,13 @@ class CanaryWatch:
                 probe.generation += 1
 
     def stale(self) -> list[str]:
-        """The workers whose canary has been in flight longer than the timeout."""
+        """The workers whose canary has been in flight longer than the timeout while none of
+        their pool children ran a task (a canary behind a long backup is only waiting)."""
         now = time.monotonic()
         with self._lock:
-            return [name for name, p in self.probes.items()
+            late = [name for name, p in self.probes.items()
                     if p.sent_at is not None and now - p.sent_mono > self.timeout]
+        return [name for name in late if not busy(self.busy_dirs.get(name))]
 
     def run(self, app) -> None:
         """The thread's loop: send due canaries and notice the ones that arrived."""
@@ -137,7 +197,9 @@ def make_watch(children) -> CanaryWatch | None:
     timeout = float(current_app.config["WORKER_CANARY_TIMEOUT"])
     if timeout <= 0:
         return None
-    watch = CanaryWatch(current_app.extensions["celery"], worker_queues(children), timeout)
+    busy_dirs = {c.name: Path(c.env[BUSY_DIR_ENV]) for c in children if BUSY_DIR_ENV in c.env}
+    watch = CanaryWatch(current_app.extensions["celery"], worker_queues(children), timeout,
+                        busy_dirs=busy_dirs)
     watch.start(current_app._get_current_object())
     return watch
 

@@ -1,5 +1,6 @@
 """Worker process hygiene: a fresh DB pool per forked child, a clean session after every task,
-background CPU priority for workers and beat, a stack dump on SIGUSR2, and the self-watch."""
+background CPU priority for workers and beat, a stack dump on SIGUSR2, the self-watch, and the
+busy markers `neurohub up`'s canary watch reads."""
 from __future__ import annotations
 
 import faulthandler
@@ -7,9 +8,11 @@ import logging
 import os
 import signal
 
-from celery.signals import (beat_init, task_postrun, worker_init, worker_process_init,
-                            worker_ready)
+from celery.signals import (beat_init, task_postrun, task_prerun, worker_init,
+                            worker_process_init, worker_ready)
 from flask import Flask
+
+from web.watchdog import BUSY_DIR_ENV, mark_busy, mark_idle
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,28 @@ def _clean_session(**_):
     from web.extensions import db
     with _app.app_context():
         db.session.remove()
+
+
+def _hard_limit(task) -> float:
+    """The hard time limit this run of ``task`` has (the message's, the task's or the app's)."""
+    hard = (task.request.timelimit or (None, None))[0]
+    return float(hard or task.time_limit or task.app.conf.task_time_limit or 3600)
+
+
+@task_prerun.connect
+def _mark_busy(task=None, **_):
+    """Under ``neurohub up``: tell its canary watch this worker runs a task (web/watchdog.py)."""
+    folder = os.environ.get(BUSY_DIR_ENV)
+    if folder and task is not None:
+        mark_busy(folder, _hard_limit(task))
+
+
+@task_postrun.connect
+def _mark_idle(**_):
+    """The task ended: the watch may judge this worker by its canary again."""
+    folder = os.environ.get(BUSY_DIR_ENV)
+    if folder:
+        mark_idle(folder)
 
 
 def lower_priority(app: Flask | None) -> None:

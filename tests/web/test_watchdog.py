@@ -119,3 +119,41 @@ def test_a_killed_idle_pool_child_is_recovered_by_neurohub_up(tmp_path):
             except subprocess.TimeoutExpired:
                 pass
         up.stop()
+
+
+def test_a_late_canary_behind_a_running_task_is_no_wedged_worker(tmp_path):
+    from web.watchdog import CanaryWatch, mark_busy, mark_idle
+    folder = tmp_path / "busy" / "worker-io"
+    watch = CanaryWatch(None, {"worker-io": "printing"}, timeout=1.0,
+                        busy_dirs={"worker-io": folder})
+    probe = watch.probes["worker-io"]
+    probe.sent_at, probe.sent_mono = utcnow(), time.monotonic() - 5  # its canary 5 s late
+    assert watch.stale() == ["worker-io"]
+    mark_busy(folder, 3300)  # a pool child (here: this process) runs a nightly backup
+    assert watch.stale() == []  # the canary waits behind it: no restart mid-backup
+    mark_idle(folder)
+    assert watch.stale() == ["worker-io"]
+    # A task past its hard time limit hides nothing: its marker no longer counts.
+    (folder / str(os.getpid())).write_text(f"{time.time() - 1:.3f}")
+    assert watch.stale() == ["worker-io"]
+    # A marker whose process is gone (killed, or ended by its time limit) is dropped.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (folder / str(gone.pid)).write_text(f"{time.time() + 3600:.3f}")
+    assert watch.stale() == ["worker-io"] and not (folder / str(gone.pid)).exists()
+    # A (re)started worker runs nothing yet: its earlier markers go.
+    mark_busy(folder, 60)
+    watch.started("worker-io")
+    assert list(folder.iterdir()) == [] and watch.stale() == []  # and its probe starts afresh
+
+
+def test_neurohub_up_gives_each_worker_a_busy_folder_of_its_own(tmp_path):
+    from web.cli.supervisor import plan
+    from web.config import load_config
+    from web.watchdog import BUSY_DIR_ENV
+    cfg = load_config(environ={"NEUROHUB_DATA_DIR": str(tmp_path)})
+    children = {c.name: c for c in plan(cfg, "127.0.0.1", 8000, False, False)}
+    folders = {name: c.env.get(BUSY_DIR_ENV) for name, c in children.items()}
+    assert folders["worker"] == str(tmp_path / "run" / "busy" / "worker")
+    assert folders["worker-io"] == str(tmp_path / "run" / "busy" / "worker-io")
+    assert {n for n, f in folders.items() if f} == {"worker", "worker-io"}

@@ -19,6 +19,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..procs import ChildProcess, stop_together
+from ..watchdog import BUSY_DIR_ENV
 
 GRACE_SECONDS = 15
 RESTART_DELAY = 2.0
@@ -62,6 +63,10 @@ def plan(cfg: dict, host: str, port: int, flower: bool, printer_sim: bool) -> li
     # role (METRICS_PORT: worker 9201, worker-io 9202, relay 9203, beat 9204).
     metrics = (lambda name: data / "metrics" / name) if cfg["METRICS_ENABLED"] else (
         lambda name: None)
+    # Where each worker's pool children mark the task they run: the canary watch does not restart
+    # a worker whose canary only waits behind a long task (web/watchdog.py).
+    def busy(name: str) -> dict:
+        return {BUSY_DIR_ENV: str(data / "run" / "busy" / name)}
     children = [
         Child("web", [py, "-m", "gunicorn", "-c", "python:web.gunicorn_conf",
                       "-w", str(cfg["WEB_WORKERS"]), "-k", "gthread",
@@ -70,11 +75,11 @@ def plan(cfg: dict, host: str, port: int, flower: bool, printer_sim: bool) -> li
               env=WEB_ENV, metrics_dir=metrics("web")),
         Child("worker", celery + ["worker", "-Q", "completions,default", "-n", "fast@%h", *quiet,
                                   "-c", str(cfg["WORKER_CONCURRENCY"]), "-l", "INFO"],
-              metrics_dir=metrics("worker")),
+              env=busy("worker"), metrics_dir=metrics("worker")),
         Child("worker-io", celery + ["worker", "-Q", "printing,io", "-n", "io@%h", *quiet,
                                      "-c", "1",
                                      "--prefetch-multiplier", "1", "-l", "INFO"],
-              metrics_dir=metrics("worker-io")),
+              env=busy("worker-io"), metrics_dir=metrics("worker-io")),
         Child("beat", celery + ["beat", "-l", "INFO", "-s", str(data / "celerybeat-schedule")],
               metrics_dir=metrics("beat")),
         Child("relay", [py, "-m", "web.cli", "relay"], metrics_dir=metrics("relay")),
