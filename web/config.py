@@ -181,6 +181,10 @@ SETTINGS: tuple[Setting, ...] = (
       "a worker exits (code 70, for its supervisor to restart it) when a canary through one of "
       "its queues is this many seconds late while it runs no task (0: off; `neurohub up` "
       "watches its workers itself)"),
+    S("WORKER_BUSY_DIR", None, str,
+      "folder where a worker's pool children mark the task they run, so `neurohub up`'s canary "
+      "watch does not restart a worker whose canary waits behind a long task (`neurohub up` "
+      "sets it per worker; unset: no markers)"),
     S("OUTBOX_REDISPATCH_SECONDS", 30, float, "an unfinished outbox message is resent after"),
     S("COMPLETIONS_SOFT_TIME_LIMIT", 20.0, float,
       "seconds one completions.process run may take; past it the run is retried, never marked "

@@ -12,7 +12,7 @@ from celery.signals import (beat_init, task_postrun, task_prerun, worker_init,
                             worker_process_init, worker_ready)
 from flask import Flask
 
-from web.watchdog import BUSY_DIR_ENV, mark_busy, mark_idle
+from web.watchdog import mark_busy, mark_idle
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _hard_limit(task) -> float:
 @task_prerun.connect
 def _mark_busy(task=None, **_):
     """Under ``neurohub up``: tell its canary watch this worker runs a task (web/watchdog.py)."""
-    folder = os.environ.get(BUSY_DIR_ENV)
+    folder = os.environ.get("WORKER_BUSY_DIR")
     if folder and task is not None:
         mark_busy(folder, _hard_limit(task))
 
@@ -64,7 +64,7 @@ def _mark_busy(task=None, **_):
 @task_postrun.connect
 def _mark_idle(**_):
     """The task ended: the watch may judge this worker by its canary again."""
-    folder = os.environ.get(BUSY_DIR_ENV)
+    folder = os.environ.get("WORKER_BUSY_DIR")
     if folder:
         mark_idle(folder)
 
