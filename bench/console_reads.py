@@ -27,7 +27,8 @@ import harness  # noqa: E402
 import history  # noqa: E402
 import measure as instruments  # noqa: E402
 from harness import Bench, BenchError, log  # noqa: E402
-from reads import LOGIN, Client, cpu_probe, measure, serve_history, spread  # noqa: E402
+from reads import (LOGIN, Client, cpu_probe, measure, serve_history, spread,  # noqa: E402
+                   table)
 
 TARGETS_MS = {"overview": 300.0}  # by the page name's first word; every other page: 200 ms
 DEFAULT_TARGET_MS = 200.0
@@ -102,22 +103,6 @@ def pages(bench: Bench, db: str) -> list[tuple[str, str, list[str]]]:
     ]
 
 
-def table(res: dict) -> str:
-    rows = [("page", "p50 ms", "p99 ms", "max ms", "CPU ms/req", "bytes", "target", "result")]
-    hello = res["hello"]
-    rows.append(("yardstick: Flask hello JSON", f"{hello['p50']:.1f}", f"{hello['p99']:.1f}",
-                 f"{hello['max']:.1f}", f"{hello['cpu_ms_per_request']:.1f}",
-                 str(hello["bytes"]), "", ""))
-    for name, r in res["pages"].items():
-        ok = r["p99"] < target(name) and not r["non_200"]
-        rows.append((name, f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['max']:.1f}",
-                     f"{r['cpu_ms_per_request']:.1f}", str(r["bytes"]),
-                     f"p99 < {target(name):.0f}",
-                     ("PASS" if ok else "FAIL") + (f" {r['non_200']}" if r["non_200"] else "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     history.add_args(p)
@@ -143,7 +128,7 @@ def main() -> int:
                "args": vars(args), "hello": hello_res, "pages": res,
                "targets_ms": {name: target(name) for name in res},
                "loadavg": list(os.getloadavg())}
-        print(table(out))
+        print(table(out, "pages", "page", target))
         print(f"load average {out['loadavg'][0]:.1f}")
         results = harness.BENCH / "results"
         results.mkdir(exist_ok=True)
