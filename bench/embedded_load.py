@@ -205,11 +205,7 @@ def main() -> int:
         if a.noop_tasks:
             noop.append(run_noop(b, ys, noop_redis, a.noop_tasks, "after")["tasks_per_s"])
     except BaseException as exc:
-        b.failed = True
-        res["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"run aborted: {res['error']}")
-        for p in b.procs:
-            log(f"--- {p.name} log tail ---\n{p.tail(3000)}")
+        b.abort(res, exc, tail=3000)
     finally:
         b.cleanup()
     res.update(loadavg_end=os.getloadavg(), yardstick_noop_tasks_per_s=noop)

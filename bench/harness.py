@@ -230,6 +230,17 @@ class Bench:
             r.set(CLAIM_KEY, self.tag, ex=4 * 3600)
         r.close()
 
+    def abort(self, res: dict, exc: BaseException, tail: int = 1500,
+              only: tuple[str, ...] = ()) -> None:
+        """Record a run that ended in ``exc`` in ``res`` and log the processes' last output
+        (``only``: the processes whose names start so)."""
+        self.failed = True
+        res["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"run aborted: {res['error']}")
+        for p in self.procs:
+            if not only or p.name.startswith(only):
+                log(f"--- {p.name} log tail ---\n{p.tail(tail)}")
+
     def cleanup(self) -> None:
         for p in reversed(self.procs):
             try:

@@ -142,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         r["worker_pass"] = (None if r["worker_max_mb"] is None
                             else r["worker_max_mb"] < TARGETS["worker_rss_mb_max"])
     except BaseException as exc:
-        b.failed = True
-        res["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"run aborted: {res['error']}")
-        for p in b.procs:
-            if p.name.startswith(("worker", "relay", "web")):
-                log(f"--- {p.name} log tail ---\n{p.tail(1500)}")
+        b.abort(res, exc, only=("worker", "relay", "web"))
     finally:
         signal.alarm(0)
         b.cleanup()

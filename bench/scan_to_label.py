@@ -311,11 +311,7 @@ def main() -> int:
             noop.append(run_noop(b, ys, noop_redis, a.noop_tasks, "after"))
         res["scan_to_label"]["yardstick_noop_tasks_per_s"] = [x["tasks_per_s"] for x in noop]
     except BaseException as exc:
-        b.failed = True
-        res["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"run aborted: {res['error']}")
-        for p in b.procs:
-            log(f"--- {p.name} log tail ---\n{p.tail(1500)}")
+        b.abort(res, exc)
     finally:
         signal.alarm(0)
         sim.stop()
