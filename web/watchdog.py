@@ -33,9 +33,12 @@ BUSY_MARGIN = 5.0  # seconds past a task's hard time limit before its marker no 
 
 def mark_busy(folder: str | Path, hard_limit: float) -> None:
     """A pool child starts a task: ``<folder>/<pid>`` holds when its hard time limit ends it."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / str(os.getpid())).write_text(f"{time.time() + hard_limit + BUSY_MARGIN:.3f}")
+    marker, deadline = Path(folder) / str(os.getpid()), time.time() + hard_limit + BUSY_MARGIN
+    try:
+        marker.write_text(f"{deadline:.3f}")
+    except FileNotFoundError:  # the worker's first task: no mkdir on every task after it
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{deadline:.3f}")
 
 
 def mark_idle(folder: str | Path) -> None:
@@ -45,11 +48,9 @@ def mark_idle(folder: str | Path) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
         return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process now holds the number: not our child
+    except (ProcessLookupError, PermissionError):  # gone, or the number is someone else's now
         return False
 
 
