@@ -56,26 +56,21 @@ def test_dns_answers_while_containers_come_and_go():
             podman("run", "-d", "--name", name, "--network", net, image, "sleep", "600")
         probe = subprocess.Popen(
             ["podman", "exec", names["probe"], "python3", "-c", PROBE, names["peer"], "45"],
-            stdout=subprocess.PIPE, text=True,
-            env=podman_env())
+            stdout=subprocess.PIPE, text=True, env=podman_env())
         time.sleep(2)
-        churn = []
         for round_ in range(2):  # what up/stop/restart/down do to the network, several times over
-            for i in range(6):
-                name = f"{net}-c{round_}{i}"
+            churn = [f"{net}-c{round_}{i}" for i in range(6)]
+            for name in churn:
                 podman("run", "-d", "--name", name, "--network", net, image, "sleep", "600")
-                churn.append(name)
             for name in churn:
                 podman("stop", "-t", "1", name, check=False)  # sleep ignores SIGTERM: killed
                 podman("rm", name, check=False)
-            churn.clear()
         out, _ = probe.communicate(timeout=120)
         figures = json.loads(out)
         assert figures["asked"] > 500, figures
         assert figures["longest_silence_s"] < 1.0, figures
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", *names.values()], capture_output=True,
-                       env=podman_env())
+        podman("rm", "-f", "-t", "0", *names.values(), check=False)
         podman("network", "rm", "-f", net, check=False)
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
